@@ -1,0 +1,3 @@
+module github.com/gopeft/gopeft
+
+go 1.26.8
