@@ -165,11 +165,11 @@ type GemmArgs struct {
 // C channels and H x W pixels (channels-first). A 1-d convolution is the case
 // H = KH = 1, StrideH = 1, PadH = 0, DilH = 1.
 type ConvGeom struct {
-	C, H, W                  int
-	KH, KW                   int
-	StrideH, StrideW         int
-	PadH, PadW               int
-	DilH, DilW               int
+	C, H, W          int
+	KH, KW           int
+	StrideH, StrideW int
+	PadH, PadW       int
+	DilH, DilW       int
 }
 
 // OutH is the output height: (H + 2*PadH - DilH*(KH-1) - 1)/StrideH + 1.
