@@ -1,0 +1,252 @@
+package purego
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// gemmCase is one product to check against the float64 reference.
+type gemmCase struct {
+	m, n, k        int
+	transA, transB bool
+	alpha, beta    float32
+	padA, padB     int // extra columns in the leading dimensions
+	padC           int
+}
+
+// gemmOperands builds random A, B and C for the case, with the leading
+// dimensions padded; padding cells hold NaN so that a read or write outside
+// the matrices shows up.
+func gemmOperands(tc gemmCase, rng *rand.Rand) (a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	fill := func(rows, cols, pad int) ([]float32, int) {
+		ld := cols + pad
+		s := make([]float32, rows*ld)
+		for i := range s {
+			if i%ld >= cols {
+				s[i] = float32(math.NaN())
+			} else {
+				s[i] = rng.Float32()*2 - 1
+			}
+		}
+		return s, ld
+	}
+	if tc.transA {
+		a, lda = fill(tc.k, tc.m, tc.padA)
+	} else {
+		a, lda = fill(tc.m, tc.k, tc.padA)
+	}
+	if tc.transB {
+		b, ldb = fill(tc.n, tc.k, tc.padB)
+	} else {
+		b, ldb = fill(tc.k, tc.n, tc.padB)
+	}
+	c, ldc = fill(tc.m, tc.n, tc.padC)
+	if tc.beta == 0 {
+		// C must not be read when beta is 0: NaN there must not leak out.
+		for i := range c {
+			c[i] = float32(math.NaN())
+		}
+	}
+	return
+}
+
+// checkGemmResult compares got (the product sgemm wrote into C) with the
+// float64 reference computed from the operands and the original C, within a
+// bound proportional to k and the size of the terms; padding must be
+// untouched.
+func checkGemmResult(t *testing.T, tc gemmCase, a []float32, lda int, b []float32, ldb int, c0, got []float32, ldc int) {
+	t.Helper()
+	bad := 0
+	for i := 0; i < tc.m; i++ {
+		for j := 0; j < tc.n; j++ {
+			var s, mag float64
+			for p := 0; p < tc.k; p++ {
+				var x, y float64
+				if tc.transA {
+					x = float64(a[p*lda+i])
+				} else {
+					x = float64(a[i*lda+p])
+				}
+				if tc.transB {
+					y = float64(b[j*ldb+p])
+				} else {
+					y = float64(b[p*ldb+j])
+				}
+				s += x * y
+				mag += math.Abs(x * y)
+			}
+			want := float64(tc.alpha) * s
+			mag *= math.Abs(float64(tc.alpha))
+			if tc.beta != 0 {
+				cv := float64(tc.beta) * float64(c0[i*ldc+j])
+				want += cv
+				mag += math.Abs(cv)
+			}
+			tol := float64(tc.k+4)*0x1p-23*mag + 1e-30
+			g := float64(got[i*ldc+j])
+			if math.IsNaN(g) || math.Abs(g-want) > tol {
+				if bad < 5 {
+					t.Errorf("C[%d,%d] = %v, want %v (tol %.3g)", i, j, g, want, tol)
+				}
+				bad++
+			}
+		}
+		for j := tc.n; j < ldc && i*ldc+j < len(got); j++ {
+			if !math.IsNaN(float64(got[i*ldc+j])) {
+				t.Fatalf("padding C[%d,%d] was written: %v", i, j, got[i*ldc+j])
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d elements wrong", bad, tc.m*tc.n)
+	}
+}
+
+func (tc gemmCase) String() string {
+	op := func(tr bool) string {
+		if tr {
+			return "T"
+		}
+		return "N"
+	}
+	return fmt.Sprintf("%dx%dx%d/%s%s/a%g_b%g/pad%d%d%d", tc.m, tc.k, tc.n, op(tc.transA), op(tc.transB),
+		tc.alpha, tc.beta, tc.padA, tc.padB, tc.padC)
+}
+
+// gemmKernels are the micro-kernels this machine can run.
+func gemmKernels() map[string]gemmKernelFunc {
+	ks := map[string]gemmKernelFunc{"generic": gemmKernelGeneric}
+	if asmKernel != nil {
+		ks[asmKernelName] = asmKernel
+	}
+	return ks
+}
+
+func gemmShapes() []gemmCase {
+	var cases []gemmCase
+	dims := [][3]int{ // m, n, k
+		{1, 1, 1}, {1, 17, 3}, {5, 1, 9}, {6, 16, 1}, {7, 17, 2}, {12, 32, 8},
+		{13, 33, 37}, {29, 31, 23}, {6, 16, 100}, {48, 64, 64}, {3, 50, 129},
+	}
+	alphaBeta := [][2]float32{{1, 0}, {1, 1}, {-0.5, 2}, {2, -1}}
+	for x, d := range dims {
+		for tr := 0; tr < 4; tr++ {
+			ab := alphaBeta[(x+tr)%len(alphaBeta)]
+			cases = append(cases, gemmCase{
+				m: d[0], n: d[1], k: d[2],
+				transA: tr&1 != 0, transB: tr&2 != 0,
+				alpha: ab[0], beta: ab[1],
+				padA: (x + tr) % 3, padB: (x + 2*tr) % 4, padC: x % 2,
+			})
+		}
+	}
+	return cases
+}
+
+// TestGemmBlocked checks the packed product, with every kernel, block sizes
+// small enough that the matrices span several blocks of every kind, and one
+// or several workers, against the float64 reference.
+func TestGemmBlocked(t *testing.T) {
+	plans := []gemmPlan{
+		{kc: 384, mc: 192, nc: 4096, nw: 1},
+		{kc: 5, mc: 12, nc: 32, nw: 1},
+		{kc: 7, mc: 6, nc: 16, nw: 3},
+		{kc: 64, mc: 18, nc: 48, nw: 2},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for name, kern := range gemmKernels() {
+		for _, pl := range plans {
+			pl.kern = kern
+			for _, tc := range gemmShapes() {
+				t.Run(fmt.Sprintf("%s/kc%d_mc%d_nc%d_w%d/%v", name, pl.kc, pl.mc, pl.nc, pl.nw, tc), func(t *testing.T) {
+					a, lda, b, ldb, c, ldc := gemmOperands(tc, rng)
+					c0 := append([]float32(nil), c...)
+					gemmBlocked(pl, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+					checkGemmResult(t, tc, a, lda, b, ldb, c0, c, ldc)
+				})
+			}
+		}
+	}
+}
+
+// TestSgemm goes through the entry point the backend uses, including the
+// cases it settles without the packed product, with each kernel chosen the
+// way the conformance suite chooses it.
+func TestSgemm(t *testing.T) {
+	cases := []gemmCase{
+		{m: 0, n: 5, k: 3, alpha: 1, beta: 0},
+		{m: 4, n: 0, k: 3, alpha: 1, beta: 1},
+		{m: 4, n: 5, k: 0, alpha: 1, beta: 0},
+		{m: 4, n: 5, k: 0, alpha: 1, beta: 2, padC: 3},
+		{m: 4, n: 5, k: 0, alpha: 1, beta: 1},
+		{m: 4, n: 5, k: 7, alpha: 0, beta: -3, padA: 1},
+		{m: 4, n: 5, k: 7, alpha: 0, beta: 0},
+		{m: 4, n: 5, k: 7, alpha: 1, beta: float32(math.Copysign(0, -1))},
+		{m: 70, n: 90, k: 300, transA: true, alpha: 0.75, beta: 0.5, padA: 2, padC: 1},
+		{m: 130, n: 100, k: 90, transB: true, alpha: 1, beta: 0, padB: 1},
+		{m: 33, n: 65, k: 700, transA: true, transB: true, alpha: -1, beta: 1},
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, generic := range []bool{false, true} {
+		SetGenericGEMM(generic)
+		want := asmKernelName
+		if generic || asmKernel == nil {
+			want = "generic"
+		}
+		if got := GEMMKernel(); got != want {
+			t.Errorf("SetGenericGEMM(%v): GEMMKernel() = %q, want %q", generic, got, want)
+		}
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("%s/%v", GEMMKernel(), tc), func(t *testing.T) {
+				a, lda, b, ldb, c, ldc := gemmOperands(tc, rng)
+				c0 := append([]float32(nil), c...)
+				sgemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+				checkGemmResult(t, tc, a, lda, b, ldb, c0, c, ldc)
+			})
+		}
+	}
+	SetGenericGEMM(false)
+}
+
+// TestSgemmShortSlices checks that operands too short for their shape are
+// refused with a panic before any kernel writes.
+func TestSgemmShortSlices(t *testing.T) {
+	ok := func() ([]float32, []float32, []float32) {
+		return make([]float32, 6*8), make([]float32, 8*5), make([]float32, 6*5)
+	}
+	tests := []struct {
+		name string
+		call func(a, b, c []float32)
+	}{
+		{"A", func(a, b, c []float32) { sgemm(false, false, 6, 5, 8, 1, a[1:], 8, b, 5, 0, c, 5) }},
+		{"B", func(a, b, c []float32) { sgemm(false, false, 6, 5, 8, 1, a, 8, b[1:], 5, 0, c, 5) }},
+		{"C", func(a, b, c []float32) { sgemm(false, false, 6, 5, 8, 1, a, 8, b, 5, 0, c[1:], 5) }},
+		{"ldc", func(a, b, c []float32) { sgemm(false, false, 6, 5, 8, 1, a, 8, b, 5, 0, c, 4) }},
+		{"transA", func(a, b, c []float32) { sgemm(true, false, 6, 5, 8, 1, a[1:], 6, b, 5, 0, c, 5) }},
+		{"transB", func(a, b, c []float32) { sgemm(false, true, 6, 5, 8, 1, a, 8, b[1:], 8, 0, c, 5) }},
+		{"negative", func(a, b, c []float32) { sgemm(false, false, -1, 5, 8, 1, a, 8, b, 5, 0, c, 5) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			tt.call(ok())
+		})
+	}
+}
+
+// TestGemmWorkers checks the worker count stays within GOMAXPROCS and is 1
+// for small products.
+func TestGemmWorkers(t *testing.T) {
+	if got := gemmWorkers(8, 8, 8); got != 1 {
+		t.Errorf("gemmWorkers(8,8,8) = %d, want 1", got)
+	}
+	if got := gemmWorkers(1024, 1024, 1024); got < 1 {
+		t.Errorf("gemmWorkers(1024,1024,1024) = %d", got)
+	}
+}
