@@ -1,0 +1,55 @@
+# gopeft developer targets. `make test` is what CI runs (via .ci/run).
+#
+#   make deps       install system packages (OpenBLAS, gcc, make) if missing
+#   make test       gofmt check, go vet, race tests, tests with -tags blas
+#   make test-blas  vet and test with the OpenBLAS backend compiled in
+#   make bench      GEMM benchmarks on every compiled backend, as one table
+#   make lint       gofmt check, go vet (both tag sets), staticcheck
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+GO ?= go
+# Build tags the bench target compiles in (add cuda on a CUDA machine).
+BENCH_TAGS ?= blas
+# Which benchmarks, how long each, how many runs (the table shows the median).
+BENCH ?= .
+BENCHTIME ?= 1s
+COUNT ?= 1
+BENCH_OUT ?= out/bench.txt
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: test test-blas bench lint fmt-check vet deps
+
+deps:
+	bash build/deps.sh
+
+fmt-check:
+	@files=$$(find . -name '*.go' -not -path './.git/*' -print0 | xargs -0 -r gofmt -l); \
+	if [ -n "$$files" ]; then \
+		echo "gofmt: these files are not formatted (run gofmt -w):"; \
+		echo "$$files"; \
+		exit 1; \
+	fi
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags blas ./...
+
+test: fmt-check vet
+	$(GO) test -race ./...
+	$(GO) test -tags blas ./...
+
+test-blas:
+	$(GO) vet -tags blas ./...
+	$(GO) test -tags blas ./...
+
+bench:
+	@mkdir -p $(dir $(BENCH_OUT))
+	$(GO) test -tags '$(BENCH_TAGS)' -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) ./bench | tee $(BENCH_OUT)
+	$(GO) run ./bench/cmd/benchtable < $(BENCH_OUT)
+
+lint: fmt-check vet
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags blas ./...
