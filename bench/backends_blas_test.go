@@ -1,0 +1,7 @@
+//go:build blas
+
+package bench
+
+import _ "github.com/gopeft/gopeft/kernels/blas"
+
+var wantBackends = []string{"purego", "blas"}

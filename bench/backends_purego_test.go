@@ -1,0 +1,5 @@
+//go:build !blas
+
+package bench
+
+var wantBackends = []string{"purego"}
