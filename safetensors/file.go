@@ -98,6 +98,9 @@ type File struct {
 	closed bool
 }
 
+// mmap maps a file; a variable so that tests can exercise the fallback.
+var mmap = mapFile
+
 // hostLittleEndian is true when float32 data in the file can be used in
 // place on this machine.
 var hostLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
@@ -150,7 +153,7 @@ func Open(path string) (*File, error) {
 		return nil, err
 	}
 
-	buf, unmap, err := mapFile(fh, int(size))
+	buf, unmap, err := mmap(fh, int(size))
 	if err != nil {
 		buf = make([]byte, size)
 		if _, err := io.ReadFull(io.NewSectionReader(fh, 0, size), buf); err != nil {
