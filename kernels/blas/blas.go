@@ -4,8 +4,9 @@
 //
 // It is compiled only with the build tag "blas" and links against the
 // system's OpenBLAS (Debian: libopenblas-dev; build/deps.sh installs it)
-// through gonum.org/v1/netlib. Matrix products go to cblas_sgemm; every other
-// kernel is the pure Go backend's, which the Backend embeds.
+// through gonum.org/v1/netlib. Matrix products go to cblas_sgemm and Axpy to
+// cblas_saxpy; every other kernel is the pure Go backend's, which the
+// Backend embeds.
 //
 // # Threads
 //
@@ -91,6 +92,17 @@ func (b *Backend) Gemm(a *kernels.GemmArgs) {
 		b.impl.Sgemm(tA, tB, a.M, a.N, a.K, a.Alpha,
 			A[i*a.StrideA:], a.LdA, B[i*a.StrideB:], a.LdB, a.Beta, c, a.LdC)
 	}
+}
+
+// Axpy accumulates dst[i] += alpha*src[i] with cblas_saxpy, which runs
+// several times faster than the pure Go loop at every size measured
+// (BenchmarkAxpy: 1K to 16M elements).
+func (b *Backend) Axpy(dst, src kernels.Buffer, alpha float32) {
+	d, s := host(dst), host(src)
+	if len(d) != len(s) {
+		panic(fmt.Sprintf("blas: Axpy: lengths %d and %d differ", len(d), len(s)))
+	}
+	b.impl.Saxpy(len(d), alpha, s, 1, d, 1)
 }
 
 // scale sets the m x n matrix c (leading dimension ldc) to beta*c, writing

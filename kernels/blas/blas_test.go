@@ -215,3 +215,29 @@ func TestGemmPanicsOnBadArgs(t *testing.T) {
 		})
 	}
 }
+
+func TestAxpy(t *testing.T) {
+	be := New()
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 7, 1000, 70000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			x, y := randSlice(r, n), randSlice(r, n)
+			want := make([]float64, n)
+			for i := range want {
+				want[i] = float64(y[i]) + 0.75*float64(x[i])
+			}
+			be.Axpy(kernels.Host(y), kernels.Host(x), 0.75)
+			for i, w := range want {
+				if math.Abs(float64(y[i])-w) > 1e-6 {
+					t.Fatalf("y[%d] = %v, want %v", i, y[i], w)
+				}
+			}
+		})
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Axpy with different lengths did not panic")
+		}
+	}()
+	be.Axpy(kernels.Host(make([]float32, 3)), kernels.Host(make([]float32, 4)), 1)
+}
