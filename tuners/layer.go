@@ -1,0 +1,200 @@
+package tuners
+
+import (
+	"github.com/gopeft/gopeft/nn"
+)
+
+// Layer is an adapted module: the wrapper a method puts in place of a
+// targeted module of the base model (PEFT's BaseTunerLayer). It holds the
+// wrapped module and any number of named adapters of one method.
+//
+// # The module tree
+//
+// A Layer is an nn.Module that replaces the target in its parent (through
+// the parent's SetChild), so the base model's own Forward runs through it. It
+// therefore also implements whatever call interface the parent uses on the
+// replaced module (nn.Layer's Forward for Linear, Conv1d, Conv2d and GPT-2's
+// Conv1D; Embedding's Lookup for embeddings).
+//
+// Its nn view must name parameters exactly as PEFT's named_parameters does,
+// relative to the layer:
+//   - Children() lists the wrapped module first, under the name "base_layer"
+//     (so the base weight is "<path>.base_layer.weight", and bias="all"
+//     saves "<path>.base_layer.bias", as PEFT does);
+//   - the adapter tensors appear, through Params() and/or further children,
+//     under PEFT's live names with the adapter name inside:
+//     "lora_A.default.weight", "lora_embedding_A.default",
+//     "lora_magnitude_vector.default.weight".
+//
+// SetChild on a Layer may refuse every name but "base_layer".
+//
+// # Saved keys
+//
+// AdapterParams(adapter) is what the peft package saves and loads: the adapter's
+// tensors keyed by their state-dict fragment WITHOUT the adapter name, as
+// PEFT writes them in adapter_model.safetensors after "<path>.":
+//
+//	live (nn) name                          saved fragment (Param.Name)
+//	lora_A.default.weight               ->  lora_A.weight
+//	lora_B.default.bias                 ->  lora_B.bias
+//	lora_embedding_A.default            ->  lora_embedding_A
+//	lora_magnitude_vector.default.weight ->  lora_magnitude_vector   (DoRA)
+//
+// The saved key of a tensor is "base_model.model." + path + "." + Param.Name.
+// The rule PEFT uses to go from a saved key back to a live name is
+// InsertAdapterName; a method whose names do not follow it (DoRA above)
+// still only has to return the saved fragment here.
+//
+// # Concurrency
+//
+// Forward in eval mode may run from many goroutines at once. Every other
+// method mutates the layer and must not run concurrently with anything else.
+type Layer interface {
+	nn.Module
+
+	// Base returns the wrapped module of the base model.
+	Base() nn.Module
+	// Method returns the peft_type of the method that made the layer.
+	Method() string
+
+	// Adapters returns the names of the adapters the layer holds, in the
+	// order they were added.
+	Adapters() []string
+	// SetActive selects the adapters that Forward applies (PEFT's
+	// set_adapter on the layer; several for methods that sum adapters).
+	// Names the layer does not hold are ignored: another adapter may not
+	// target this module.
+	SetActive(names []string)
+	// Active returns the active adapters held by this layer.
+	Active() []string
+	// SetTrainable marks the trainable tensors of adapter as requiring
+	// gradients (on) or not (off). Tensors the method never trains
+	// (buffers, frozen projections) are left alone.
+	SetTrainable(adapter string, on bool)
+	// SetDisabled turns every adapter off (Forward computes the wrapped
+	// module alone) or back on. Merged weights stay merged.
+	SetDisabled(disabled bool)
+	// Disabled reports whether the adapters are turned off.
+	Disabled() bool
+
+	// Merge folds the given adapters (nil: the active ones) into the wrapped
+	// module's weights in place. Adapters already merged are skipped. With
+	// safe it computes the merged weights in a copy first and fails, leaving
+	// the weights untouched, if they hold NaN or Inf. The error names the
+	// adapter.
+	Merge(adapters []string, safe bool) error
+	// Unmerge subtracts every merged adapter again, newest first.
+	Unmerge() error
+	// Merged returns the merged adapters in merge order.
+	Merged() []string
+
+	// Delete removes an adapter and its tensors. It fails if the layer does
+	// not hold it or holds it merged.
+	Delete(adapter string) error
+	// AdapterParams returns the saved tensors of adapter on this layer, keyed by
+	// their state-dict fragment (see the type's doc), in a fixed order. It
+	// returns nil if the layer does not hold adapter. The tensors are the
+	// live ones: loading copies into them.
+	AdapterParams(adapter string) []nn.Param
+}
+
+// Target is one module a method is asked to adapt.
+type Target struct {
+	// Path is the module's HF dotted path in the base model.
+	Path string
+	// Module is the module now at Path: a plain module of the base model,
+	// or a Layer (of this method, made for an earlier adapter) to which the
+	// new adapter must be added.
+	Module nn.Module
+	// Root is the whole base model (some methods look at the model, e.g.
+	// to share projections sized for the largest target).
+	Root nn.Module
+	// Config is the adapter's configuration (the method's own type).
+	Config Config
+	// Adapter is the new adapter's name.
+	Adapter string
+	// Shared is what Preparer.Prepare returned for this adapter (nil if the
+	// method has no Preparer).
+	Shared *Shared
+}
+
+// Method is one PEFT method that adapts modules (LoRA, LoHa, IA3, ...). A
+// Method value is stateless; per-model state lives in the Layers it makes and
+// in Shared. The peft package keeps a plain map from peft_type to Method.
+type Method interface {
+	// Type returns the peft_type, e.g. "LORA".
+	Type() string
+	// Prefix returns the prefix of the method's parameter names ("lora_",
+	// "hada_", "vera_lambda_"), PEFT's PEFT_TYPE_TO_PREFIX_MAPPING entry.
+	Prefix() string
+	// NewConfig returns a config holding the method's defaults, with
+	// PeftType set; LoadConfig decodes adapter_config.json into it.
+	NewConfig() Config
+	// Wrap adds the adapter t.Adapter with config t.Config to the module at
+	// t.Path. If t.Module is already a Layer of this method it adds the
+	// adapter to it and returns it; otherwise it returns a new Layer
+	// wrapping t.Module. The new adapter's tensors are initialised as the
+	// config says (init_lora_weights, seeds...) and require gradients.
+	// Unsupported module types return an error naming the path and type.
+	Wrap(t Target) (Layer, error)
+}
+
+// Shared holds the state of one adapter that does not belong to a single
+// layer: VeRA's shared projections, VB-LoRA's vector bank, TinyLoRA's
+// shared vectors.
+type Shared struct {
+	// Params are saved under "base_model." + Param.Name (no "model." and
+	// no adapter name): "vera_A", "vblora_vector_bank", "tinylora_v.0".
+	Params []nn.Param
+	// State is private to the method, handed back in every Target.
+	State any
+}
+
+// Preparer is implemented by methods that need a look at every target
+// before wrapping any of them (to size and create shared tensors).
+type Preparer interface {
+	// Prepare runs once per added adapter, after matching and before the
+	// first Wrap, with every matched target (Shared is nil in them).
+	Prepare(root nn.Module, cfg Config, adapter string, targets []Target) (*Shared, error)
+}
+
+// ConfigResolver is implemented by methods whose configs need the model to
+// be completed: default feed-forward modules (IA3), per-layer ranks, ...
+// ResolveConfig runs before matching, after the default target_modules and
+// "all-linear" were resolved.
+type ConfigResolver interface {
+	ResolveConfig(root nn.Module, cfg Config) error
+}
+
+// BiasConfig is implemented by configs that have PEFT's bias option ("none",
+// "all", or the method's "<x>_only": LoRA's "lora_only", BOFT's
+// "boft_only"). The peft package then marks and saves biases as PEFT does:
+// "all" trains and saves every parameter whose name contains "bias";
+// "<x>_only" trains the biases of the adapted layers' wrapped modules and
+// saves "<path>.bias" entries that exist (for adapted layers PEFT's lookup
+// misses, so none are saved there).
+type BiasConfig interface {
+	BiasMode() string
+}
+
+// StepHook is implemented by layers (or Shared.State values) that act
+// between backward and the optimizer step (AdaLoRA's rank allocation, CPT's
+// projection, OSF's gradient projection). The peft package calls every hook
+// from Model.AfterBackward.
+type StepHook interface {
+	AfterBackward(step int) error
+}
+
+// ModelTyper is implemented by base models that know their HF model_type
+// ("llama", "gpt2"). It selects the default target_modules.
+type ModelTyper interface {
+	ModelType() string
+}
+
+// OutputLayerer is implemented by base models with an output (LM head)
+// layer that "all-linear" must leave out, as PEFT does for transformers
+// models. Models that do not implement it get every linear layer.
+type OutputLayerer interface {
+	// OutputLayer returns the path of the output layer ("lm_head"), or "".
+	OutputLayer() string
+}
