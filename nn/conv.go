@@ -31,12 +31,12 @@ func (o ConvOptions) normalised() ConvOptions {
 	return o
 }
 
-// Conv2d returns the 2-d convolution (cross-correlation, as in PyTorch) of
+// Conv2dOp returns the 2-d convolution (cross-correlation, as in PyTorch) of
 // x [N, C, H, W] (or [C, H, W]) with w [OC, C/groups, KH, KW] plus the
 // optional bias b [OC]: [N, OC, OH, OW]. Each image is unfolded with Im2Col
 // and multiplied by the weight in one (group-batched) GEMM; the backward
 // pass is GEMMs plus Col2Im.
-func Conv2d(x, w, b *Tensor, o ConvOptions) *Tensor {
+func Conv2dOp(x, w, b *Tensor, o ConvOptions) *Tensor {
 	o = o.normalised()
 	if len(w.shape) != 4 {
 		panic(fmt.Sprintf("nn.Conv2d: weight of shape %v is not [OC, C/groups, KH, KW]", w.shape))
@@ -59,10 +59,10 @@ func Conv2d(x, w, b *Tensor, o ConvOptions) *Tensor {
 	return out
 }
 
-// Conv1d returns the 1-d convolution of x [N, C, L] (or [C, L]) with
+// Conv1dOp returns the 1-d convolution of x [N, C, L] (or [C, L]) with
 // w [OC, C/groups, K] plus the optional bias b [OC]: [N, OC, OL]. It uses
 // index 0 of the options' Stride, Padding and Dilation.
-func Conv1d(x, w, b *Tensor, o ConvOptions) *Tensor {
+func Conv1dOp(x, w, b *Tensor, o ConvOptions) *Tensor {
 	o = o.normalised()
 	if len(w.shape) != 3 {
 		panic(fmt.Sprintf("nn.Conv1d: weight of shape %v is not [OC, C/groups, K]", w.shape))

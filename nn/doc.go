@@ -13,6 +13,16 @@
 // backend kernel call, so the same code runs on every backend and data never
 // leaves the device between operations.
 //
+// # Operations and modules
+//
+// Operations are package functions (Add, MatMul, Softmax, ...). The layers
+// that PEFT adapts exist twice: as module types holding their parameters
+// (Linear, Embedding, Conv1d, Conv2d, LayerNorm, RMSNorm, Dropout, and
+// GPT-2's Conv1D), which is what adapter injection finds by type, and as
+// functional operations with an Op suffix taking the parameters as
+// arguments (LinearOp, EmbeddingOp, Conv1dOp, Conv2dOp, LayerNormOp,
+// RMSNormOp, DropoutOp).
+//
 // # Autograd
 //
 // A tensor made with SetRequiresGrad(true) is a leaf parameter. An operation
@@ -45,6 +55,6 @@
 // Shape mismatches between tensors inside an operation are programming
 // errors and panic with a message naming the operation and the shapes. Input
 // that comes from users (token ids, targets, state dicts) has checked entry
-// points that return errors: EmbeddingChecked, (*Embedding).LookupChecked,
+// points that return errors: EmbeddingOpChecked, (*Embedding).LookupChecked,
 // CrossEntropyChecked, LoadStateDict.
 package nn

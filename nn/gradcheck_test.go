@@ -129,12 +129,12 @@ func gradCases() []gradCase {
 			}
 		}
 		lx, lw, lb := r.p(2, 3, 4), r.p(5, 4), r.p(5)
-		add("Linear/bias", func() *Tensor { return Linear(lx, lw, lb) }, lx, lw, lb)
-		add("Linear/nobias", func() *Tensor { return Linear(lx, lw, nil) }, lx, lw)
+		add("Linear/bias", func() *Tensor { return LinearOp(lx, lw, lb) }, lx, lw, lb)
+		add("Linear/nobias", func() *Tensor { return LinearOp(lx, lw, nil) }, lx, lw)
 		cx, cw, cb := r.p(3, 4), r.p(4, 6), r.p(6)
 		add("LinearInOut", func() *Tensor { return LinearInOut(cx, cw, cb) }, cx, cw, cb)
 		fx := r.t(3, 4)
-		add("Linear/const-x", func() *Tensor { return Linear(fx, lw, lb) }, lw, lb)
+		add("Linear/const-x", func() *Tensor { return LinearOp(fx, lw, lb) }, lw, lb)
 	}
 	// Shape ops.
 	{
@@ -187,19 +187,19 @@ func gradCases() []gradCase {
 			add("LogSoftmax"+fmtAxis(ax, false), func() *Tensor { return LogSoftmax(a, ax) }, a)
 		}
 		x, w, b := r.p(3, 5), r.p(5), r.p(5)
-		add("LayerNorm", func() *Tensor { return LayerNorm(x, w, b, 1e-5) }, x, w, b)
+		add("LayerNorm", func() *Tensor { return LayerNormOp(x, w, b, 1e-5) }, x, w, b)
 		x2 := r.p(2, 2, 6)
-		add("LayerNorm/noaffine", func() *Tensor { return LayerNorm(x2, nil, nil, 1e-5) }, x2)
-		add("LayerNorm/const-x", func() *Tensor { return LayerNorm(r2x(x), w, b, 1e-5) }, w, b)
-		add("RMSNorm", func() *Tensor { return RMSNorm(x, w, 1e-6) }, x, w)
-		add("RMSNorm/noweight", func() *Tensor { return RMSNorm(x2, nil, 1e-6) }, x2)
+		add("LayerNorm/noaffine", func() *Tensor { return LayerNormOp(x2, nil, nil, 1e-5) }, x2)
+		add("LayerNorm/const-x", func() *Tensor { return LayerNormOp(r2x(x), w, b, 1e-5) }, w, b)
+		add("RMSNorm", func() *Tensor { return RMSNormOp(x, w, 1e-6) }, x, w)
+		add("RMSNorm/noweight", func() *Tensor { return RMSNormOp(x2, nil, 1e-6) }, x2)
 		table := r.p(5, 3)
-		add("Embedding", func() *Tensor { return Embedding(table, []int32{4, 0, 4, 2}, 2, 2) }, table)
+		add("Embedding", func() *Tensor { return EmbeddingOp(table, []int32{4, 0, 4, 2}, 2, 2) }, table)
 		rx := r.p(1, 2, 3, 4)
 		cos, sin := r.t(3, 4), r.t(3, 4)
 		add("Rope", func() *Tensor { return Rope(rx, cos, sin) }, rx)
 		dx := r.p(4, 5)
-		add("Dropout", func() *Tensor { return Dropout(dx, 0.4, NewRNG(3)) }, dx)
+		add("Dropout", func() *Tensor { return DropoutOp(dx, 0.4, NewRNG(3)) }, dx)
 		logits := r.p(4, 5)
 		add("CrossEntropy", func() *Tensor { return CrossEntropy(logits, []int32{1, -100, 4, 0}, -100) }, logits)
 		l3 := r.p(2, 2, 3)
@@ -209,22 +209,22 @@ func gradCases() []gradCase {
 	{
 		x, w, b := r.p(2, 4, 5, 6), r.p(6, 2, 3, 2), r.p(6)
 		o := ConvOptions{Stride: [2]int{2, 1}, Padding: [2]int{1, 1}, Dilation: [2]int{1, 2}, Groups: 2}
-		add("Conv2d/groups", func() *Tensor { return Conv2d(x, w, b, o) }, x, w, b)
+		add("Conv2d/groups", func() *Tensor { return Conv2dOp(x, w, b, o) }, x, w, b)
 		w1 := r.p(3, 4, 3, 3)
-		add("Conv2d/plain", func() *Tensor { return Conv2d(x, w1, nil, ConvOptions{Padding: [2]int{1, 1}}) }, x, w1)
+		add("Conv2d/plain", func() *Tensor { return Conv2dOp(x, w1, nil, ConvOptions{Padding: [2]int{1, 1}}) }, x, w1)
 		xu := r.p(2, 4, 4)
 		w2 := r.p(2, 2, 2, 2)
-		add("Conv2d/unbatched", func() *Tensor { return Conv2d(xu, w2, nil, ConvOptions{}) }, xu, w2)
+		add("Conv2d/unbatched", func() *Tensor { return Conv2dOp(xu, w2, nil, ConvOptions{}) }, xu, w2)
 		x1, k1, b1 := r.p(2, 4, 7), r.p(4, 2, 3), r.p(4)
 		o1 := ConvOptions{Stride: [2]int{2}, Padding: [2]int{2}, Dilation: [2]int{2}, Groups: 2}
-		add("Conv1d", func() *Tensor { return Conv1d(x1, k1, b1, o1) }, x1, k1, b1)
+		add("Conv1d", func() *Tensor { return Conv1dOp(x1, k1, b1, o1) }, x1, k1, b1)
 	}
 	// A composite: a small MLP with a loss, exercising fan-out and reuse.
 	{
 		x, w1, b1, w2 := r.t(4, 3), r.p(5, 3), r.p(5), r.p(2, 5)
 		add("MLP", func() *Tensor {
-			h := Tanh(Linear(x, w1, b1))
-			y := Linear(h, w2, nil)
+			h := Tanh(LinearOp(x, w1, b1))
+			y := LinearOp(h, w2, nil)
 			return Add(MeanAll(Square(y)), SumAll(Mul(h, h)))
 		}, w1, b1, w2)
 	}

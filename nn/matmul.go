@@ -226,11 +226,11 @@ func linearOp(op string, x, w, b *Tensor, inOut bool) *Tensor {
 	}, x, w, b)
 }
 
-// Linear returns x[..., in] @ w^T + b for a weight w [out, in] and an
+// LinearOp returns x[..., in] @ w^T + b for a weight w [out, in] and an
 // optional bias b [out] (nil for none), like torch.nn.functional.linear.
 // The forward pass is one GEMM over all rows of x (no copy of x or w); the
 // backward pass is two GEMMs and one reduction.
-func Linear(x, w, b *Tensor) *Tensor { return linearOp("Linear", x, w, b, false) }
+func LinearOp(x, w, b *Tensor) *Tensor { return linearOp("Linear", x, w, b, false) }
 
 // LinearInOut returns x[..., in] @ w + b for a weight stored [in, out]
 // (GPT-2's Conv1D layout, PEFT's fan_in_fan_out), with the same single-GEMM

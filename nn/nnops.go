@@ -53,9 +53,9 @@ func Softmax(a *Tensor, axis int) *Tensor { return softmaxAxis(a, axis, false) }
 // LogSoftmax returns the log-softmax of a along axis.
 func LogSoftmax(a *Tensor, axis int) *Tensor { return softmaxAxis(a, axis, true) }
 
-// LayerNorm normalises x over its last axis with the biased variance:
+// LayerNormOp normalises x over its last axis with the biased variance:
 // (x-mean)/sqrt(var+eps)*w + b. w and b ([last]) may be nil.
-func LayerNorm(x, w, b *Tensor, eps float32) *Tensor {
+func LayerNormOp(x, w, b *Tensor, eps float32) *Tensor {
 	be := sameBackend("LayerNorm", x, w, b)
 	rows, cols := lastAxis("LayerNorm", x)
 	for _, p := range []*Tensor{w, b} {
@@ -90,9 +90,9 @@ func LayerNorm(x, w, b *Tensor, eps float32) *Tensor {
 	}, x, w, b)
 }
 
-// RMSNorm normalises x over its last axis by its root mean square:
+// RMSNormOp normalises x over its last axis by its root mean square:
 // x/sqrt(mean(x^2)+eps)*w. w ([last]) may be nil.
-func RMSNorm(x, w *Tensor, eps float32) *Tensor {
+func RMSNormOp(x, w *Tensor, eps float32) *Tensor {
 	be := sameBackend("RMSNorm", x, w)
 	rows, cols := lastAxis("RMSNorm", x)
 	if w != nil && w.Len() != cols {
@@ -128,11 +128,11 @@ func bufOf(t *Tensor) kernels.Buffer {
 	return t.buf
 }
 
-// EmbeddingChecked looks up rows of table [num, dim] for ids and returns a
+// EmbeddingOpChecked looks up rows of table [num, dim] for ids and returns a
 // tensor of shape shape+[dim] (shape defaults to [len(ids)]). It returns an
 // error naming the first id outside [0, num) or a shape that does not hold
 // len(ids) ids. Repeated ids accumulate their gradients.
-func EmbeddingChecked(table *Tensor, ids []int32, shape ...int) (*Tensor, error) {
+func EmbeddingOpChecked(table *Tensor, ids []int32, shape ...int) (*Tensor, error) {
 	if len(table.shape) != 2 {
 		return nil, fmt.Errorf("nn: embedding table of shape %v is not 2-D", table.shape)
 	}
@@ -165,10 +165,10 @@ func EmbeddingChecked(table *Tensor, ids []int32, shape ...int) (*Tensor, error)
 	}, table), nil
 }
 
-// Embedding is EmbeddingChecked for ids already known to be valid; it
+// EmbeddingOp is EmbeddingOpChecked for ids already known to be valid; it
 // panics on a bad id or shape.
-func Embedding(table *Tensor, ids []int32, shape ...int) *Tensor {
-	out, err := EmbeddingChecked(table, ids, shape...)
+func EmbeddingOp(table *Tensor, ids []int32, shape ...int) *Tensor {
+	out, err := EmbeddingOpChecked(table, ids, shape...)
 	if err != nil {
 		panic(err.Error())
 	}
@@ -204,11 +204,11 @@ func Rope(x, cos, sin *Tensor) *Tensor {
 	}, x, cos, sin)
 }
 
-// Dropout zeroes each element of x with probability p and scales the rest
+// DropoutOp zeroes each element of x with probability p and scales the rest
 // by 1/(1-p), drawing its mask from rng. It always applies (the Dropout
 // module applies it only in training mode); p <= 0 or a nil rng returns x
 // unchanged, p >= 1 returns zeros.
-func Dropout(x *Tensor, p float32, rng *RNG) *Tensor {
+func DropoutOp(x *Tensor, p float32, rng *RNG) *Tensor {
 	if p <= 0 || rng == nil {
 		return x
 	}
