@@ -9,28 +9,16 @@ import (
 )
 
 // The matrix product follows the Goto/BLIS scheme. C is cut into column
-// blocks of gemmNC, the shared dimension into blocks of gemmKC; for each such
-// pair the block of op(B) is packed once into panels of gemmNR columns, and
-// the rows of op(A) are packed gemmMC at a time into panels of gemmMR rows.
-// The micro-kernel then multiplies one A panel by one B panel, both read
-// sequentially, into a gemmMR x gemmNR tile of C held in registers.
+// blocks of nc, the shared dimension into blocks of kc; for each such pair
+// the block of op(B) is packed once into panels of nr columns, and the rows
+// of op(A) are packed mc at a time into panels of mr rows. The micro-kernel
+// then multiplies one A panel by one B panel, both read sequentially, into an
+// mr x nr tile of C held in registers.
 //
 // Packing resolves every transpose combination and every leading dimension,
 // so the micro-kernel sees a single layout; panels at the right and bottom
 // edges are padded with zeros and computed into a small temporary tile that
 // is then added to C element by element.
-
-const (
-	gemmMR = 6  // rows of C per micro-tile: six broadcasts of A per step
-	gemmNR = 16 // columns of C per micro-tile: two 8-wide vectors of B
-)
-
-// Cache blocking; see gemm_bench_test.go for how they were chosen.
-const (
-	gemmKC = 384  // depth of a packed panel: one B panel (KC*NR) stays in L1
-	gemmMC = 192  // rows of a packed A block (MC*KC) kept in L2; multiple of gemmMR
-	gemmNC = 4096 // columns of a packed B block (KC*NC) kept in L3; multiple of gemmNR
-)
 
 const (
 	// gemmParallelWork is the m*n*k below which a product runs on the
@@ -39,23 +27,41 @@ const (
 	gemmParallelWork = 1 << 20
 	// gemmWorkPerWorker is the least m*n*k given to each extra worker.
 	gemmWorkPerWorker = 1 << 19
+
+	gemmMaxTile = 12 * 32 // largest mr*nr of any micro-kernel
 )
 
-// gemmKernelFunc computes the gemmMR x gemmNR tile
-// c = alpha*(a*b) + beta*c from a packed A panel a (kc steps of gemmMR
-// values) and a packed B panel b (kc steps of gemmNR values); c has row
-// stride ldc. When beta is +0, c is only written. kc must be at least 1.
+// gemmKernelFunc computes the mr x nr tile c = alpha*(a*b) + beta*c from a
+// packed A panel a (kc steps of mr values) and a packed B panel b (kc steps
+// of nr values); c has row stride ldc. When beta is +0, c is only written.
+// kc must be at least 1.
 type gemmKernelFunc func(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
+// gemmKernel is a micro-kernel with its tile shape and the cache blocking
+// that suits it (see gemm_bench_test.go for how the sizes were chosen).
+type gemmKernel struct {
+	name       string
+	fn         gemmKernelFunc
+	mr, nr     int // tile shape
+	kc, mc, nc int // depth of the panels, rows of an A block, columns of a B block
+}
+
+// The pure Go kernel uses the same tile and blocks as the AVX2 one: a 16-deep
+// B panel of 384 steps (24 KiB) stays in L1, an A block of 192 x 384
+// (288 KiB) in L2, the B block in L3.
+var genericKernel = &gemmKernel{name: "generic", fn: gemmKernelGeneric,
+	mr: 6, nr: 16, kc: 384, mc: 192, nc: 4096}
+
 var (
-	// asmKernel is the assembly micro-kernel the CPU supports, or nil.
-	asmKernel     gemmKernelFunc
-	asmKernelName string
-	forceGeneric  atomic.Bool
+	// asmKernels are the assembly micro-kernels the CPU supports, the
+	// fastest first; asmKernel is the one in use, or nil.
+	asmKernels   []*gemmKernel
+	asmKernel    *gemmKernel
+	forceGeneric atomic.Bool
 )
 
 // SetGenericGEMM forces the pure Go micro-kernel for every later matrix
-// product when on is true, even when the CPU has the instructions of the
+// product when on is true, even when the CPU has the instructions of an
 // assembly micro-kernel; false restores the automatic choice. It exists so
 // that tests can run the conformance suite against the fallback kernel as
 // well. It is safe to call at any time, from any goroutine: a product that is
@@ -63,17 +69,13 @@ var (
 func SetGenericGEMM(on bool) { forceGeneric.Store(on) }
 
 // GEMMKernel names the micro-kernel that matrix products use now:
-// "avx2-fma" for the AVX2/FMA assembly kernel, "generic" for the pure Go one.
-func GEMMKernel() string {
-	if asmKernel == nil || forceGeneric.Load() {
-		return "generic"
-	}
-	return asmKernelName
-}
+// "avx512" or "avx2-fma" for the assembly kernels (chosen from the CPU's
+// features at start-up, the widest first), "generic" for the pure Go one.
+func GEMMKernel() string { return currentKernel().name }
 
-func currentKernel() gemmKernelFunc {
+func currentKernel() *gemmKernel {
 	if asmKernel == nil || forceGeneric.Load() {
-		return gemmKernelGeneric
+		return genericKernel
 	}
 	return asmKernel
 }
@@ -83,6 +85,11 @@ func currentKernel() gemmKernelFunc {
 // k x n, C is m x n, and when beta is 0, C is not read. It is the single
 // entry point the backend's Gemm uses.
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmWith(currentKernel(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// sgemmWith is sgemm with the given micro-kernel.
+func sgemmWith(kern *gemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkGemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
 		return
@@ -94,8 +101,7 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		scaleRows(m, n, beta, c, ldc)
 		return
 	}
-	kern := currentKernel()
-	gemmBlocked(gemmPlan{kern: kern, kc: gemmKC, mc: gemmMC, nc: gemmNC, nw: gemmWorkers(m, n, k)},
+	gemmBlocked(gemmPlan{kern: kern, kc: kern.kc, mc: kern.mc, nc: kern.nc, nw: gemmWorkers(m, n, k)},
 		transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
@@ -103,8 +109,8 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // the number of workers. The tests use odd plans to reach every edge case
 // with small matrices.
 type gemmPlan struct {
-	kern       gemmKernelFunc
-	kc, mc, nc int // mc a multiple of gemmMR, nc of gemmNR
+	kern       *gemmKernel
+	kc, mc, nc int // mc a multiple of kern.mr, nc of kern.nr
 	nw         int
 }
 
@@ -116,10 +122,12 @@ func gemmBlocked(pl gemmPlan, transA, transB bool, m, n, k int, alpha float32, a
 		m: m, n: n, k: k,
 		alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-		kern: pl.kern,
+		kern: pl.kern.fn,
+		mr:   pl.kern.mr,
+		nr:   pl.kern.nr,
 		kc:   min(pl.kc, k),
-		mc:   min(pl.mc, roundUp(m, gemmMR)),
-		nc:   min(pl.nc, roundUp(n, gemmNR)),
+		mc:   min(pl.mc, roundUp(m, pl.kern.mr)),
+		nc:   min(pl.nc, roundUp(n, pl.kern.nr)),
 		nw:   max(pl.nw, 1),
 	}
 	j.run()
@@ -210,6 +218,7 @@ type gemmJob struct {
 	ldc            int
 
 	kern       gemmKernelFunc
+	mr, nr     int // tile shape of kern
 	kc, mc, nc int // block sizes, clipped to the problem
 	nw         int // workers
 
@@ -288,13 +297,13 @@ func (j *gemmJob) worker(w int, serial bool) {
 	fa := getBuf(mc0 * kc0)
 	bufA := aligned(fa.s, mc0*kc0)
 	defer putBuf(fa)
-	var tile [gemmMR * gemmNR]float32
+	var tile [gemmMaxTile]float32
 
 	nIc := (j.m + mc0 - 1) / mc0
 	t := 0
 	for jc := 0; jc < j.n; jc += nc0 {
 		nc := min(nc0, j.n-jc)
-		nPanels := (nc + gemmNR - 1) / gemmNR
+		nPanels := (nc + j.nr - 1) / j.nr
 		// Items: every MC block of rows times nJr runs of B panels, enough
 		// of them that a worker slowed down by something else on the
 		// machine does not hold the others up for long.
@@ -316,7 +325,7 @@ func (j *gemmJob) worker(w int, serial bool) {
 			t++
 
 			lo, hi := w*nPanels/j.nw, (w+1)*nPanels/j.nw
-			packB(bp, j.b, j.ldb, j.transB, pc, jc, kc, nc, lo, hi)
+			packB(bp, j.b, j.ldb, j.transB, j.nr, pc, jc, kc, nc, lo, hi)
 			if !serial {
 				st.packed.Add(1)
 				for st.packed.Load() < int32(j.nw) {
@@ -340,7 +349,7 @@ func (j *gemmJob) worker(w int, serial bool) {
 				i0 := ic * mc0
 				mc := min(mc0, j.m-i0)
 				if ic != lastIc {
-					packA(bufA, j.a, j.lda, j.transA, i0, pc, mc, kc)
+					packA(bufA, j.a, j.lda, j.transA, j.mr, i0, pc, mc, kc)
 					lastIc = ic
 				}
 				p0, p1 := r*perRun, min((r+1)*perRun, nPanels)
@@ -352,24 +361,25 @@ func (j *gemmJob) worker(w int, serial bool) {
 
 // macro multiplies the packed A block (mc x kc) by B panels [p0, p1) of the
 // packed B block into C at row i0, column jc.
-func (j *gemmJob) macro(ap, bp []float32, i0, jc, mc, nc, kc, p0, p1 int, beta float32, tile *[gemmMR * gemmNR]float32) {
+func (j *gemmJob) macro(ap, bp []float32, i0, jc, mc, nc, kc, p0, p1 int, beta float32, tile *[gemmMaxTile]float32) {
 	kern, alpha, c, ldc := j.kern, j.alpha, j.c, j.ldc
+	mr0, nr0 := j.mr, j.nr
 	for p := p0; p < p1; p++ {
-		jr := p * gemmNR
-		nr := min(gemmNR, nc-jr)
-		bpan := bp[p*kc*gemmNR:]
-		for ir := 0; ir < mc; ir += gemmMR {
-			mr := min(gemmMR, mc-ir)
+		jr := p * nr0
+		nr := min(nr0, nc-jr)
+		bpan := bp[p*kc*nr0:]
+		for ir := 0; ir < mc; ir += mr0 {
+			mr := min(mr0, mc-ir)
 			apan := ap[ir*kc:]
 			off := (i0+ir)*ldc + jc + jr
-			if mr == gemmMR && nr == gemmNR {
+			if mr == mr0 && nr == nr0 {
 				kern(kc, &apan[0], &bpan[0], &c[off], ldc, alpha, beta)
 				continue
 			}
-			kern(kc, &apan[0], &bpan[0], &tile[0], gemmNR, 1, 0)
+			kern(kc, &apan[0], &bpan[0], &tile[0], nr0, 1, 0)
 			for r := 0; r < mr; r++ {
 				row := c[off+r*ldc : off+r*ldc+nr]
-				t := tile[r*gemmNR : r*gemmNR+nr]
+				t := tile[r*nr0 : r*nr0+nr]
 				if beta == 0 {
 					for x, v := range t {
 						row[x] = alpha * v

@@ -4,16 +4,38 @@ package purego
 
 import "golang.org/x/sys/cpu"
 
-// sgemmKernel6x16AVX2 is the AVX2/FMA micro-kernel (see gemmKernelFunc),
-// written in gemm_amd64.s.
+// sgemmKernel6x16AVX2 is the AVX2/FMA micro-kernel (see gemmKernelFunc) for
+// a 6 x 16 tile, written in gemm_amd64.s.
 //
 //go:noescape
 func sgemmKernel6x16AVX2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
+// sgemmKernel12x32AVX512 is the AVX-512 micro-kernel (see gemmKernelFunc)
+// for a 12 x 32 tile, written in gemm_amd64.s.
+//
+//go:noescape
+func sgemmKernel12x32AVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+
+// avx2Kernel keeps 12 YMM sums; its B panel of 384 steps (24 KiB) stays in
+// L1 beside the A panel (9 KiB), the A block of 192 x 384 (288 KiB) in L2.
+var avx2Kernel = &gemmKernel{name: "avx2-fma", fn: sgemmKernel6x16AVX2,
+	mr: 6, nr: 16, kc: 384, mc: 192, nc: 4096}
+
+// avx512Kernel keeps 24 ZMM sums; its B panel of 256 steps (32 KiB) stays in
+// L1 beside the A panel (12 KiB), the A block of 192 x 256 (192 KiB) in L2.
+var avx512Kernel = &gemmKernel{name: "avx512", fn: sgemmKernel12x32AVX512,
+	mr: 12, nr: 32, kc: 256, mc: 192, nc: 4096}
+
 func init() {
-	// HasAVX also checks that the OS saves the YMM registers.
+	// HasAVX and HasAVX512F also check that the OS saves the vector
+	// registers. The widest kernel comes first.
+	if cpu.X86.HasAVX512F {
+		asmKernels = append(asmKernels, avx512Kernel)
+	}
 	if cpu.X86.HasAVX && cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		asmKernel = sgemmKernel6x16AVX2
-		asmKernelName = "avx2-fma"
+		asmKernels = append(asmKernels, avx2Kernel)
+	}
+	if len(asmKernels) > 0 {
+		asmKernel = asmKernels[0]
 	}
 }

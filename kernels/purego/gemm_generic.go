@@ -2,21 +2,27 @@ package purego
 
 import "unsafe"
 
+// The tile of the pure Go kernel.
+const (
+	genMR = 6
+	genNR = 16
+)
+
 // gemmKernelGeneric is the pure Go micro-kernel (see gemmKernelFunc). It
-// walks the gemmMR x gemmNR tile in 2 x 4 blocks, whose eight sums fit in
+// walks its 6 x 16 tile in 2 x 4 blocks, whose eight sums fit in
 // registers alongside the six operands of one step, re-reading the packed
 // panels (which sit in L1) for every block.
 func gemmKernelGeneric(kc int, ap, bp, cp *float32, ldc int, alpha, beta float32) {
-	a := unsafe.Slice(ap, kc*gemmMR)
-	b := unsafe.Slice(bp, kc*gemmNR)
-	c := unsafe.Slice(cp, (gemmMR-1)*ldc+gemmNR)
-	for i := 0; i < gemmMR; i += 2 {
-		for j := 0; j < gemmNR; j += 4 {
+	a := unsafe.Slice(ap, kc*genMR)
+	b := unsafe.Slice(bp, kc*genNR)
+	c := unsafe.Slice(cp, (genMR-1)*ldc+genNR)
+	for i := 0; i < genMR; i += 2 {
+		for j := 0; j < genNR; j += 4 {
 			var c00, c01, c02, c03, c10, c11, c12, c13 float32
 			as, bs := a[i:], b[j:]
 			for p := 0; p < kc; p++ {
-				x := as[p*gemmMR : p*gemmMR+2 : p*gemmMR+2]
-				y := bs[p*gemmNR : p*gemmNR+4 : p*gemmNR+4]
+				x := as[p*genMR : p*genMR+2 : p*genMR+2]
+				y := bs[p*genNR : p*genNR+4 : p*genNR+4]
 				a0, a1 := x[0], x[1]
 				b0, b1, b2, b3 := y[0], y[1], y[2], y[3]
 				c00 += a0 * b0

@@ -1,28 +1,23 @@
 package purego
 
 // packA copies rows [i0, i0+mc) and depth [p0, p0+kc) of op(A) into dst as
-// panels of gemmMR rows: panel q holds, for each depth step p, the gemmMR
-// values A(i0+q*gemmMR+r, p0+p) at dst[q*kc*gemmMR + p*gemmMR + r]. Rows past
-// mc are zero.
-func packA(dst, a []float32, lda int, trans bool, i0, p0, mc, kc int) {
-	for q := 0; q < mc; q += gemmMR {
-		rows := min(gemmMR, mc-q)
-		d := dst[q*kc : (q+gemmMR)*kc]
+// panels of mr rows: panel q holds, for each depth step p, the mr values
+// A(i0+q*mr+r, p0+p) at dst[q*kc*mr + p*mr + r]. Rows past mc are zero.
+func packA(dst, a []float32, lda int, trans bool, mr, i0, p0, mc, kc int) {
+	for q := 0; q < mc; q += mr {
+		rows := min(mr, mc-q)
+		d := dst[q*kc : (q+mr)*kc]
 		i := i0 + q
 		switch {
 		case trans:
-			// A is stored k x m: the gemmMR values of one step are adjacent.
+			// A is stored k x m: the mr values of one step are adjacent.
 			for p := 0; p < kc; p++ {
 				src := a[(p0+p)*lda+i:]
-				dd := d[p*gemmMR : p*gemmMR+gemmMR : p*gemmMR+gemmMR]
-				if rows == gemmMR {
-					*(*[gemmMR]float32)(dd) = *(*[gemmMR]float32)(src)
-					continue
-				}
+				dd := d[p*mr : p*mr+mr : p*mr+mr]
 				copy(dd, src[:rows])
 				clear(dd[rows:])
 			}
-		case rows == gemmMR:
+		case rows == 6 && mr == 6:
 			r0 := a[(i+0)*lda+p0:][:kc]
 			r1 := a[(i+1)*lda+p0:][:kc]
 			r2 := a[(i+2)*lda+p0:][:kc]
@@ -30,15 +25,30 @@ func packA(dst, a []float32, lda int, trans bool, i0, p0, mc, kc int) {
 			r4 := a[(i+4)*lda+p0:][:kc]
 			r5 := a[(i+5)*lda+p0:][:kc]
 			for p := range r0 {
-				dd := d[p*gemmMR : p*gemmMR+gemmMR : p*gemmMR+gemmMR]
+				dd := d[p*6 : p*6+6 : p*6+6]
 				dd[0], dd[1], dd[2], dd[3], dd[4], dd[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
 			}
 		default:
-			clear(d)
-			for r := 0; r < rows; r++ {
+			// A is stored m x k: gather each row into every mr-th slot,
+			// four rows at a time so that each pass writes more per line.
+			if rows < mr {
+				clear(d)
+			}
+			r := 0
+			for ; r+4 <= rows; r += 4 {
+				s0 := a[(i+r)*lda+p0:][:kc]
+				s1 := a[(i+r+1)*lda+p0:][:kc]
+				s2 := a[(i+r+2)*lda+p0:][:kc]
+				s3 := a[(i+r+3)*lda+p0:][:kc]
+				for p := range s0 {
+					dd := d[p*mr+r : p*mr+r+4 : p*mr+r+4]
+					dd[0], dd[1], dd[2], dd[3] = s0[p], s1[p], s2[p], s3[p]
+				}
+			}
+			for ; r < rows; r++ {
 				src := a[(i+r)*lda+p0:][:kc]
 				for p, v := range src {
-					d[p*gemmMR+r] = v
+					d[p*mr+r] = v
 				}
 			}
 		}
@@ -46,36 +56,51 @@ func packA(dst, a []float32, lda int, trans bool, i0, p0, mc, kc int) {
 }
 
 // packB copies depth [p0, p0+kc) of panels [lo, hi) of columns [j0, j0+nc)
-// of op(B) into dst as panels of gemmNR columns: panel q holds, for each depth
-// step p, the values B(p0+p, j0+q*gemmNR+c) at dst[q*kc*gemmNR + p*gemmNR + c].
-// Columns past nc are zero.
-func packB(dst, b []float32, ldb int, trans bool, p0, j0, kc, nc, lo, hi int) {
+// of op(B) into dst as panels of nr columns: panel q holds, for each depth
+// step p, the values B(p0+p, j0+q*nr+c) at dst[q*kc*nr + p*nr + c]. Columns
+// past nc are zero.
+func packB(dst, b []float32, ldb int, trans bool, nr, p0, j0, kc, nc, lo, hi int) {
 	for q := lo; q < hi; q++ {
-		cols := min(gemmNR, nc-q*gemmNR)
-		d := dst[q*kc*gemmNR : (q+1)*kc*gemmNR]
-		j := j0 + q*gemmNR
+		cols := min(nr, nc-q*nr)
+		d := dst[q*kc*nr : (q+1)*kc*nr]
+		j := j0 + q*nr
 		switch {
-		case !trans:
-			// B is stored k x n: the gemmNR values of one step are adjacent.
+		case !trans && cols == 16 && nr == 16:
 			for p := 0; p < kc; p++ {
-				src := b[(p0+p)*ldb+j:]
-				dd := d[p*gemmNR : p*gemmNR+gemmNR : p*gemmNR+gemmNR]
-				if cols == gemmNR {
-					*(*[gemmNR]float32)(dd) = *(*[gemmNR]float32)(src)
-					continue
-				}
-				copy(dd, src[:cols])
+				*(*[16]float32)(d[p*16:]) = *(*[16]float32)(b[(p0+p)*ldb+j:])
+			}
+		case !trans && cols == 32 && nr == 32:
+			for p := 0; p < kc; p++ {
+				*(*[32]float32)(d[p*32:]) = *(*[32]float32)(b[(p0+p)*ldb+j:])
+			}
+		case !trans:
+			// B is stored k x n: the nr values of one step are adjacent.
+			for p := 0; p < kc; p++ {
+				dd := d[p*nr : p*nr+nr : p*nr+nr]
+				copy(dd, b[(p0+p)*ldb+j:][:cols])
 				clear(dd[cols:])
 			}
 		default:
-			// B is stored n x k: each column of op(B) is a row of b.
-			if cols < gemmNR {
+			// B is stored n x k: each column of op(B) is a row of b;
+			// four at a time so that each pass writes more per line.
+			if cols < nr {
 				clear(d)
 			}
-			for c := 0; c < cols; c++ {
+			c := 0
+			for ; c+4 <= cols; c += 4 {
+				s0 := b[(j+c)*ldb+p0:][:kc]
+				s1 := b[(j+c+1)*ldb+p0:][:kc]
+				s2 := b[(j+c+2)*ldb+p0:][:kc]
+				s3 := b[(j+c+3)*ldb+p0:][:kc]
+				for p := range s0 {
+					dd := d[p*nr+c : p*nr+c+4 : p*nr+c+4]
+					dd[0], dd[1], dd[2], dd[3] = s0[p], s1[p], s2[p], s3[p]
+				}
+			}
+			for ; c < cols; c++ {
 				src := b[(j+c)*ldb+p0:][:kc]
 				for p, v := range src {
-					d[p*gemmNR+c] = v
+					d[p*nr+c] = v
 				}
 			}
 		}

@@ -116,12 +116,8 @@ func (tc gemmCase) String() string {
 }
 
 // gemmKernels are the micro-kernels this machine can run.
-func gemmKernels() map[string]gemmKernelFunc {
-	ks := map[string]gemmKernelFunc{"generic": gemmKernelGeneric}
-	if asmKernel != nil {
-		ks[asmKernelName] = asmKernel
-	}
-	return ks
+func gemmKernels() []*gemmKernel {
+	return append([]*gemmKernel{genericKernel}, asmKernels...)
 }
 
 func gemmShapes() []gemmCase {
@@ -129,6 +125,7 @@ func gemmShapes() []gemmCase {
 	dims := [][3]int{ // m, n, k
 		{1, 1, 1}, {1, 17, 3}, {5, 1, 9}, {6, 16, 1}, {7, 17, 2}, {12, 32, 8},
 		{13, 33, 37}, {29, 31, 23}, {6, 16, 100}, {48, 64, 64}, {3, 50, 129},
+		{12, 32, 9}, {25, 65, 40}, {36, 96, 17},
 	}
 	alphaBeta := [][2]float32{{1, 0}, {1, 1}, {-0.5, 2}, {2, -1}}
 	for x, d := range dims {
@@ -149,18 +146,26 @@ func gemmShapes() []gemmCase {
 // small enough that the matrices span several blocks of every kind, and one
 // or several workers, against the float64 reference.
 func TestGemmBlocked(t *testing.T) {
+	// Block sizes in tiles: mc is counted in kern.mr rows, nc in kern.nr
+	// columns; 0 keeps the kernel's own.
 	plans := []gemmPlan{
-		{kc: 384, mc: 192, nc: 4096, nw: 1},
-		{kc: 5, mc: 12, nc: 32, nw: 1},
-		{kc: 7, mc: 6, nc: 16, nw: 3},
-		{kc: 64, mc: 18, nc: 48, nw: 2},
+		{kc: 0, mc: 0, nc: 0, nw: 1},
+		{kc: 5, mc: 2, nc: 2, nw: 1},
+		{kc: 7, mc: 1, nc: 1, nw: 3},
+		{kc: 64, mc: 3, nc: 3, nw: 2},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for name, kern := range gemmKernels() {
+	for _, kern := range gemmKernels() {
 		for _, pl := range plans {
 			pl.kern = kern
+			if pl.kc == 0 {
+				pl.kc, pl.mc, pl.nc = kern.kc, kern.mc, kern.nc
+			} else {
+				pl.mc *= kern.mr
+				pl.nc *= kern.nr
+			}
 			for _, tc := range gemmShapes() {
-				t.Run(fmt.Sprintf("%s/kc%d_mc%d_nc%d_w%d/%v", name, pl.kc, pl.mc, pl.nc, pl.nw, tc), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/kc%d_mc%d_nc%d_w%d/%v", kern.name, pl.kc, pl.mc, pl.nc, pl.nw, tc), func(t *testing.T) {
 					a, lda, b, ldb, c, ldc := gemmOperands(tc, rng)
 					c0 := append([]float32(nil), c...)
 					gemmBlocked(pl, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
@@ -191,9 +196,9 @@ func TestSgemm(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, generic := range []bool{false, true} {
 		SetGenericGEMM(generic)
-		want := asmKernelName
-		if generic || asmKernel == nil {
-			want = "generic"
+		want := "generic"
+		if !generic && asmKernel != nil {
+			want = asmKernel.name
 		}
 		if got := GEMMKernel(); got != want {
 			t.Errorf("SetGenericGEMM(%v): GEMMKernel() = %q, want %q", generic, got, want)
