@@ -5,6 +5,7 @@
 #   make test-blas  vet and test with the OpenBLAS backend compiled in
 #   make bench      GEMM benchmarks on every compiled backend, as one table
 #   make lint       gofmt check, go vet (both tag sets), staticcheck
+#   make peak       measure this CPU's clock and fp32 FMA peak (bench/README.md)
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -20,7 +21,7 @@ COUNT ?= 1
 BENCH_OUT ?= out/bench.txt
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test test-blas bench lint fmt-check vet deps
+.PHONY: test test-blas bench peak lint fmt-check vet deps
 
 deps:
 	bash build/deps.sh
@@ -49,6 +50,11 @@ bench:
 	@mkdir -p $(dir $(BENCH_OUT))
 	$(GO) test -tags '$(BENCH_TAGS)' -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) ./bench | tee $(BENCH_OUT)
 	$(GO) run ./bench/cmd/benchtable < $(BENCH_OUT)
+
+peak:
+	@mkdir -p out
+	gcc -O2 -pthread -o out/peakflops build/peakflops.c
+	out/peakflops
 
 lint: fmt-check vet
 	$(GO) run $(STATICCHECK) ./...
