@@ -13,7 +13,7 @@ import (
 )
 
 // goldenDir is the shared golden folder beside the repository.
-func goldenDir(t *testing.T) string {
+func goldenDir() string {
 	if d := os.Getenv("GOPEFT_GOLDEN_DIR"); d != "" {
 		return d
 	}
@@ -61,7 +61,7 @@ func refParse(t *testing.T, path string) (map[string]*refTensor, map[string]stri
 }
 
 func TestGoldenFiles(t *testing.T) {
-	dir := goldenDir(t)
+	dir := goldenDir()
 	paths, _ := filepath.Glob(filepath.Join(dir, "*", "*.safetensors"))
 	more, _ := filepath.Glob(filepath.Join(dir, "*", "adapter", "*.safetensors"))
 	deeper, _ := filepath.Glob(filepath.Join(dir, "*", "adapter", "*", "*.safetensors"))
@@ -144,7 +144,7 @@ func TestGoldenFiles(t *testing.T) {
 // TestGoldenResave checks that Save writes byte for byte what the Python
 // library wrote, for every golden file with the standard metadata.
 func TestGoldenResave(t *testing.T) {
-	paths, _ := filepath.Glob(filepath.Join(goldenDir(t), "*", "adapter", "*.safetensors"))
+	paths, _ := filepath.Glob(filepath.Join(goldenDir(), "*", "adapter", "*.safetensors"))
 	checked := 0
 	for _, p := range paths {
 		tensors, meta, err := ReadAll(p)
