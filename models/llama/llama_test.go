@@ -1,0 +1,721 @@
+package llama
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gopeft/gopeft/kernels"
+	_ "github.com/gopeft/gopeft/kernels/purego"
+	"github.com/gopeft/gopeft/models/internal/golden"
+	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/safetensors"
+)
+
+func backend(t testing.TB) kernels.Backend {
+	t.Helper()
+	be, err := kernels.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return be
+}
+
+// tinyConfig is a grouped-query model small enough for float64 checks.
+func tinyConfig() Config {
+	return Config{
+		VocabSize: 13, HiddenSize: 16, IntermediateSize: 24, NumHiddenLayers: 2,
+		NumAttentionHeads: 4, NumKeyValueHeads: 2, RMSNormEps: 1e-6, RopeTheta: 10000,
+	}
+}
+
+// tinyModel returns a tiny model with weights large enough to make
+// attention non-uniform (HF's 0.02 init makes it nearly flat).
+func tinyModel(t testing.TB, cfg Config, seed uint64) *Model {
+	t.Helper()
+	m, err := New(backend(t), cfg, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range nn.NamedParameters(m) {
+		if strings.HasSuffix(p.Name, "layernorm.weight") || strings.HasSuffix(p.Name, "norm.weight") {
+			continue
+		}
+		p.T.CopyFrom(nn.Scale(p.T, 25))
+	}
+	return m
+}
+
+func maxAbsDiff(got []float32, want []float64) float64 {
+	worst := 0.0
+	for i := range want {
+		worst = math.Max(worst, math.Abs(float64(got[i])-want[i]))
+	}
+	return worst
+}
+
+func randomIDs(n, vocab int, seed uint64) []int32 {
+	ids := make([]int32, n)
+	for i := range ids {
+		ids[i] = int32(kernels.Philox4x32(seed, uint64(i))[0] % uint32(vocab))
+	}
+	return ids
+}
+
+func TestForwardMatchesFloat64Reference(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 1)
+	ref := newRef64(m)
+	const B, S = 2, 5
+	ids := randomIDs(B*S, m.cfg.VocabSize, 3)
+	got, err := m.Forward(ids, B, S)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got.Shape(); !slices.Equal(s, []int{B, S, m.cfg.VocabSize}) {
+		t.Fatalf("logits shape %v", s)
+	}
+	want := ref.forward(ref.embed(ids), B, S, nil, nil)
+	if d := maxAbsDiff(got.Data(), want); d > 1e-4 {
+		t.Errorf("max |float32 - float64| = %g", d)
+	}
+}
+
+// randomKV returns per-layer prefixes [batch, kv, P, d] as tensors and as
+// the reference's nested slices.
+func randomKV(t *testing.T, m *Model, batch, p int, seed uint64) ([]KV, []refPast) {
+	be := backend(t)
+	c := m.cfg
+	rng := nn.NewRNG(seed)
+	kvs := make([]KV, c.NumHiddenLayers)
+	refs := make([]refPast, c.NumHiddenLayers)
+	nest := func(x []float32) [][][][]float64 {
+		out := make([][][][]float64, batch)
+		for b := range out {
+			out[b] = make([][][]float64, c.NumKeyValueHeads)
+			for h := range out[b] {
+				out[b][h] = make([][]float64, p)
+				for j := range out[b][h] {
+					off := ((b*c.NumKeyValueHeads+h)*p + j) * c.HeadDim
+					out[b][h][j] = to64(x[off : off+c.HeadDim])
+				}
+			}
+		}
+		return out
+	}
+	for l := range kvs {
+		k := nn.Normal(be, rng, 0, 1, batch, c.NumKeyValueHeads, p, c.HeadDim)
+		v := nn.Normal(be, rng, 0, 1, batch, c.NumKeyValueHeads, p, c.HeadDim)
+		kvs[l] = KV{K: k, V: v}
+		refs[l] = refPast{k: nest(k.Data()), v: nest(v.Data())}
+	}
+	return kvs, refs
+}
+
+func TestForwardEmbedsOptions(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 2)
+	ref := newRef64(m)
+	const B, S, P = 2, 4, 3
+	ids := randomIDs(B*S, m.cfg.VocabSize, 5)
+	h, err := m.Embed(ids, B, S)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past, pastRef := randomKV(t, m, B, P, 9)
+	pad := []int32{
+		1, 1, 1, 1, 1, 1, 1,
+		0, 1, 1, 0, 1, 1, 1,
+	}
+	cases := []struct {
+		name string
+		opts *ForwardOptions
+		past []refPast
+		pad  []int32
+	}{
+		{"nil", nil, nil, nil},
+		{"prefix", &ForwardOptions{PastKV: past}, pastRef, nil},
+		{"prefix+padding", &ForwardOptions{PastKV: past, AttentionMask: pad}, pastRef, pad},
+		// Right padding: no query row is masked entirely (HF spreads such a
+		// row uniformly over every key, which the reference does not model).
+		{"padding", &ForwardOptions{AttentionMask: []int32{1, 1, 1, 0, 1, 1, 0, 0}}, nil, []int32{1, 1, 1, 0, 1, 1, 0, 0}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := m.ForwardEmbeds(h, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ref.forward(ref.embed(ids), B, S, tc.past, tc.pad)
+			if d := maxAbsDiff(got.Data(), want); d > 1e-4 {
+				t.Errorf("max |float32 - float64| = %g", d)
+			}
+		})
+	}
+	// A prefix of batch 1 is shared by every row.
+	one := make([]KV, len(past))
+	for l, kv := range past {
+		one[l] = KV{K: nn.Slice(kv.K, 0, 0, 1), V: nn.Slice(kv.V, 0, 0, 1)}
+	}
+	shared := make([]refPast, len(pastRef))
+	for l, r := range pastRef {
+		shared[l] = refPast{k: [][][][]float64{r.k[0], r.k[0]}, v: [][][][]float64{r.v[0], r.v[0]}}
+	}
+	got, err := m.ForwardEmbeds(h, &ForwardOptions{PastKV: one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxAbsDiff(got.Data(), ref.forward(ref.embed(ids), B, S, shared, nil)); d > 1e-4 {
+		t.Errorf("shared prefix: max |float32 - float64| = %g", d)
+	}
+}
+
+func TestForwardErrors(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 3)
+	be := backend(t)
+	h := nn.Zeros(be, 1, 2, 16)
+	badKV := []KV{{K: nn.Zeros(be, 1, 2, 1, 4), V: nn.Zeros(be, 1, 2, 1, 4)}}
+	cases := []struct {
+		name string
+		run  func() error
+		want string
+	}{
+		{"id out of range", func() error { _, err := m.Forward([]int32{0, 13}, 1, 2); return err }, "13"},
+		{"negative id", func() error { _, err := m.Forward([]int32{-1, 0}, 1, 2); return err }, "-1"},
+		{"length", func() error { _, err := m.Forward([]int32{0, 1, 2}, 1, 2); return err }, "3 token ids"},
+		{"zero batch", func() error { _, err := m.Forward(nil, 0, 2); return err }, "positive"},
+		{"embeds shape", func() error { _, err := m.ForwardEmbeds(nn.Zeros(be, 1, 2, 8), nil); return err }, "[batch, seq, 16]"},
+		{"layers", func() error { _, err := m.ForwardEmbeds(h, &ForwardOptions{PastKV: badKV}); return err }, "1 layers"},
+		{"mask length", func() error {
+			_, err := m.ForwardEmbeds(h, &ForwardOptions{AttentionMask: []int32{1}})
+			return err
+		}, "attention mask"},
+		{"positions", func() error { _, err := m.ForwardEmbeds(h, &ForwardOptions{Positions: []int{0}}); return err }, "positions"},
+		{"cache and past", func() error {
+			_, err := m.ForwardEmbeds(h, &ForwardOptions{PastKV: badKV, Cache: NewCache()})
+			return err
+		}, "exclusive"},
+		{"generate tokens", func() error { _, err := m.Generate([]int32{1}, GenerateOptions{}); return err }, "MaxNewTokens"},
+		{"generate top-p", func() error {
+			_, err := m.Generate([]int32{1}, GenerateOptions{MaxNewTokens: 1, TopP: 2})
+			return err
+		}, "TopP"},
+		{"generate prompt", func() error { _, err := m.Generate([]int32{99}, GenerateOptions{MaxNewTokens: 1}); return err }, "99"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.run()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestGradCheck(t *testing.T) {
+	cfg := Config{VocabSize: 7, HiddenSize: 8, IntermediateSize: 6, NumHiddenLayers: 1,
+		NumAttentionHeads: 2, NumKeyValueHeads: 1, RMSNormEps: 1e-6}
+	m := tinyModel(t, cfg, 4)
+	be := backend(t)
+	const B, S = 1, 3
+	ids := []int32{1, 5, 2}
+	past := []KV{{
+		K: nn.Normal(be, nn.NewRNG(1), 0, 1, 1, 1, 2, 4).SetRequiresGrad(true),
+		V: nn.Normal(be, nn.NewRNG(2), 0, 1, 1, 1, 2, 4).SetRequiresGrad(true),
+	}}
+	emb, err := m.Embed(ids, B, S)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := emb.Detach().Clone().SetRequiresGrad(true)
+	att := m.Decoder.Layers.Blocks[0].SelfAttn
+	params := []*nn.Tensor{
+		h, past[0].K, past[0].V,
+		att.KProj.(*nn.Linear).Weight,
+		m.Decoder.Layers.Blocks[0].InputLayerNorm.(*nn.RMSNorm).Weight,
+		m.Decoder.Layers.Blocks[0].MLP.UpProj.(*nn.Linear).Weight,
+	}
+	for _, p := range params[3:] {
+		p.SetRequiresGrad(true)
+	}
+	f := func() *nn.Tensor {
+		out, err := m.ForwardEmbeds(h, &ForwardOptions{PastKV: past})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if err := nn.GradCheck(f, params, 1e-3, 2e-2); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCacheGenerationMatchesFullForward(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 5)
+	prompt := []int32{3, 1, 4, 1, 5}
+	const n = 6
+	got, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("generated %d tokens, want %d", len(got), n)
+	}
+	seq := slices.Clone(prompt)
+	for step := 0; step < n; step++ {
+		logits, err := m.Forward(seq, 1, len(seq))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := m.cfg.VocabSize
+		last := logits.Data()[(len(seq)-1)*v:]
+		if want := int32(argmax(last)); got[step] != want {
+			t.Fatalf("step %d: cached generation chose %d, full forward %d", step, got[step], want)
+		}
+		seq = append(seq, got[step])
+	}
+	// EOS stops generation after emitting it.
+	stop, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: n, EOS: []int32{got[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(stop, got[:slices.Index(got, got[1])+1]) {
+		t.Errorf("with EOS %d generated %v, want %v", got[1], stop, got[:2])
+	}
+}
+
+func TestSampling(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 6)
+	o := GenerateOptions{MaxNewTokens: 8, Temperature: 1.5, TopP: 0.9, Seed: 42}
+	a, err := m.Generate([]int32{1, 2}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Generate([]int32{1, 2}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a, b) {
+		t.Errorf("same seed gave %v and %v", a, b)
+	}
+	// A vanishing nucleus keeps only the most likely token: greedy.
+	o.TopP = 1e-9
+	c, err := m.Generate([]int32{1, 2}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.Generate([]int32{1, 2}, GenerateOptions{MaxNewTokens: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c, g) {
+		t.Errorf("top-p 1e-9 gave %v, greedy %v", c, g)
+	}
+}
+
+func TestSampleDistribution(t *testing.T) {
+	logits := []float32{0, float32(math.Log(3)), -100}
+	// p = [0.25, 0.75, ~0]: u below 0.75 picks token 1 (sorted first).
+	for _, tc := range []struct {
+		u    float32
+		topP float32
+		want int
+	}{
+		{0, 1, 1}, {0.74, 1, 1}, {0.76, 1, 0}, {0.999, 1, 0}, {0.999, 0.5, 1},
+	} {
+		if got := sample(logits, 1, tc.topP, tc.u); got != tc.want {
+			t.Errorf("sample(u=%v, top-p %v) = %d, want %d", tc.u, tc.topP, got, tc.want)
+		}
+	}
+}
+
+func TestConcurrentForward(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 7)
+	ids := randomIDs(8, m.cfg.VocabSize, 1)
+	want, err := m.Forward(ids, 2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := m.Forward(ids, 2, 4)
+			if err == nil && !slices.Equal(got.Data(), want.Data()) {
+				err = fmt.Errorf("concurrent forward differs")
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestModuleTree(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 8)
+	keys := nn.StateDictKeys(m)
+	want := []string{"model.embed_tokens.weight"}
+	for i := 0; i < 2; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		for _, s := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+			"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm"} {
+			want = append(want, p+s+".weight")
+		}
+	}
+	want = append(want, "model.norm.weight", "lm_head.weight")
+	if !slices.Equal(keys, want) {
+		t.Errorf("state dict keys\n%v\nwant\n%v", keys, want)
+	}
+	// Replacing a projection through the tree changes the forward pass.
+	ids := []int32{1, 2, 3}
+	before, _ := m.Forward(ids, 1, 3)
+	zero := &nn.Linear{Weight: nn.Zeros(backend(t), 8, 16)}
+	if err := nn.ReplaceModule(m, "model.layers.0.self_attn.v_proj", zero); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := m.Forward(ids, 1, 3)
+	if slices.Equal(before.Data(), after.Data()) {
+		t.Error("replacing v_proj did not change the output")
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"model.layers.0.self_attn.nope", "no child"},
+		{"model.layers.7", "no child"},
+		{"model.embed_tokens", "Embedder"},
+		{"model.layers.0.mlp", "*llama.MLP"},
+	} {
+		var bad nn.Module = &Layers{}
+		if err := nn.ReplaceModule(m, tc.path, bad); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ReplaceModule(%s) = %v, want error mentioning %q", tc.path, err, tc.want)
+		}
+	}
+}
+
+func TestConfig(t *testing.T) {
+	base := `"vocab_size": 32, "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1, "num_attention_heads": 4`
+	c, err := ParseConfig([]byte("{" + base + `, "rope_scaling": null, "model_type": "llama"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NumKeyValueHeads != 4 || c.RopeTheta != 10000 || c.HeadDim != 4 || c.RMSNormEps != 1e-6 || c.TieWordEmbeddings {
+		t.Errorf("defaults not filled: %+v", c)
+	}
+	cases := []struct{ extra, field string }{
+		{`"model_type": "gpt2"`, "model_type"},
+		{`"vocab_size": 0`, "vocab_size"},
+		{`"hidden_size": -1`, "hidden_size"},
+		{`"intermediate_size": 0`, "intermediate_size"},
+		{`"num_hidden_layers": 0`, "num_hidden_layers"},
+		{`"num_attention_heads": -4`, "num_attention_heads"},
+		{`"num_key_value_heads": 3`, "num_key_value_heads"},
+		{`"head_dim": 3`, "head_dim"},
+		{`"rms_norm_eps": -1`, "rms_norm_eps"},
+		{`"rope_theta": -5`, "rope_theta"},
+		{`"hidden_act": "gelu"`, "hidden_act"},
+		{`"rope_scaling": {"rope_type": "llama3"}`, "rope_scaling"},
+		{`"max_position_embeddings": -1`, "max_position_embeddings"},
+	}
+	for _, tc := range cases {
+		// A later duplicate key wins in encoding/json.
+		_, err := ParseConfig([]byte("{" + base + ", " + tc.extra + "}"))
+		if err == nil || !strings.Contains(err.Error(), `"`+tc.field+`"`) {
+			t.Errorf("%s: error %v, want one naming %q", tc.extra, err, tc.field)
+		}
+	}
+	if _, err := ParseConfig([]byte(`{"vocab_size": "x"}`)); err == nil {
+		t.Error("malformed JSON accepted")
+	}
+	dir := t.TempDir()
+	if _, err := ReadConfig(dir); err == nil || !strings.Contains(err.Error(), ConfigFile) {
+		t.Errorf("missing config.json: %v", err)
+	}
+}
+
+// writeCheckpoint saves m's tensors (converted to dtype) as dir's
+// model.safetensors, or as shards of at most perShard tensors with an
+// index when perShard > 0, and writes config.json.
+func writeCheckpoint(t *testing.T, m *Model, dir, dtype string, perShard int, skip ...string) {
+	t.Helper()
+	cfg, err := m.cfg.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]safetensors.Tensor{}
+	var names []string
+	for _, p := range nn.NamedParameters(m) {
+		if slices.Contains(skip, p.Name) {
+			continue
+		}
+		all[p.Name] = safetensors.Tensor{DType: dtype, Shape: p.T.Shape(), F32: p.T.Data()}
+		names = append(names, p.Name)
+	}
+	if perShard <= 0 {
+		if err := safetensors.Save(filepath.Join(dir, safetensors.SingleFile), all, nil); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	wm := map[string]string{}
+	for i := 0; i*perShard < len(names); i++ {
+		shard := fmt.Sprintf("model-%05d.safetensors", i+1)
+		part := map[string]safetensors.Tensor{}
+		for _, n := range names[i*perShard : min(len(names), (i+1)*perShard)] {
+			part[n] = all[n]
+			wm[n] = shard
+		}
+		if err := safetensors.Save(filepath.Join(dir, shard), part, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := safetensors.SaveIndex(dir, wm, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func roundTo(dtype string, v []float32) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		switch dtype {
+		case safetensors.F16:
+			out[i] = safetensors.Float16ToFloat32(safetensors.Float32ToFloat16(x))
+		case safetensors.BF16:
+			out[i] = safetensors.BFloat16ToFloat32(safetensors.Float32ToBFloat16(x))
+		default:
+			out[i] = x
+		}
+	}
+	return out
+}
+
+func TestLoadCheckpoints(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 9)
+	ids := randomIDs(6, m.cfg.VocabSize, 2)
+	for _, tc := range []struct {
+		name     string
+		dtype    string
+		perShard int
+		mmap     bool
+	}{
+		{"f32", safetensors.F32, 0, false},
+		{"f32 mmap", safetensors.F32, 0, true},
+		{"f16", safetensors.F16, 0, false},
+		{"bf16", safetensors.BF16, 0, false},
+		{"sharded", safetensors.F32, 7, false},
+		{"sharded bf16 mmap", safetensors.BF16, 5, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeCheckpoint(t, m, dir, tc.dtype, tc.perShard)
+			got, err := LoadWith(dir, LoadOptions{Mmap: tc.mmap})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			if !reflect.DeepEqual(got.Config(), m.Config()) {
+				t.Errorf("config %+v, want %+v", got.Config(), m.Config())
+			}
+			want := nn.StateDict(m)
+			for name, p := range nn.StateDict(got) {
+				if w := roundTo(tc.dtype, want[name].Data()); !slices.Equal(p.Data(), w) {
+					t.Errorf("%s differs after loading", name)
+				}
+			}
+			if tc.dtype == safetensors.F32 {
+				a, _ := m.Forward(ids, 2, 3)
+				b, err := got.Forward(ids, 2, 3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(a.Data(), b.Data()) {
+					t.Error("loaded model computes different logits")
+				}
+			}
+		})
+	}
+}
+
+func TestTiedEmbeddings(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.TieWordEmbeddings = true
+	m := tinyModel(t, cfg, 10)
+	emb := m.Decoder.EmbedTokens.(*nn.Embedding).Weight
+	if m.LMHead.(*nn.Linear).Weight != emb {
+		t.Fatal("lm_head does not share the embedding")
+	}
+	ref := newRef64(m)
+	ids := randomIDs(4, cfg.VocabSize, 4)
+	got, err := m.Forward(ids, 1, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxAbsDiff(got.Data(), ref.forward(ref.embed(ids), 1, 4, nil, nil)); d > 1e-4 {
+		t.Errorf("tied forward: max diff %g", d)
+	}
+	dir := t.TempDir()
+	if err := m.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, safetensors.SingleFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.Info("lm_head.weight"); ok {
+		t.Error("Save stored the tied lm_head")
+	}
+	f.Close()
+	back, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.LMHead.(*nn.Linear).Weight != back.Decoder.EmbedTokens.(*nn.Embedding).Weight {
+		t.Error("loaded lm_head does not share the embedding")
+	}
+	// A tied checkpoint may also carry lm_head.weight.
+	dir2 := t.TempDir()
+	writeCheckpoint(t, m, dir2, safetensors.F32, 0)
+	if _, err := Load(dir2); err != nil {
+		t.Errorf("tied checkpoint with lm_head.weight: %v", err)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 11)
+	t.Run("missing", func(t *testing.T) {
+		dir := t.TempDir()
+		writeCheckpoint(t, m, dir, safetensors.F32, 0, "model.layers.1.mlp.up_proj.weight")
+		_, err := Load(dir)
+		if err == nil || !strings.Contains(err.Error(), "model.layers.1.mlp.up_proj.weight") {
+			t.Errorf("error %v, want one naming the missing tensor", err)
+		}
+	})
+	t.Run("untied head missing", func(t *testing.T) {
+		dir := t.TempDir()
+		writeCheckpoint(t, m, dir, safetensors.F32, 0, "lm_head.weight")
+		_, err := Load(dir)
+		if err == nil || !strings.Contains(err.Error(), "lm_head.weight") {
+			t.Errorf("error %v, want one naming lm_head.weight", err)
+		}
+	})
+	t.Run("unexpected", func(t *testing.T) {
+		dir := t.TempDir()
+		writeCheckpoint(t, m, dir, safetensors.F32, 0)
+		all, _, err := safetensors.ReadAll(filepath.Join(dir, safetensors.SingleFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all["model.layers.0.extra.weight"] = safetensors.Tensor{Shape: []int{1}, F32: []float32{1}}
+		if err := safetensors.Save(filepath.Join(dir, safetensors.SingleFile), all, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Load(dir)
+		if err == nil || !strings.Contains(err.Error(), "model.layers.0.extra.weight") {
+			t.Errorf("error %v, want one naming the unexpected tensor", err)
+		}
+	})
+	t.Run("shape", func(t *testing.T) {
+		dir := t.TempDir()
+		writeCheckpoint(t, m, dir, safetensors.F32, 0)
+		var cfg map[string]any
+		data, _ := os.ReadFile(filepath.Join(dir, ConfigFile))
+		if err := json.Unmarshal(data, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		cfg["intermediate_size"] = 12
+		data, _ = json.Marshal(cfg)
+		if err := os.WriteFile(filepath.Join(dir, ConfigFile), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(dir)
+		if err == nil || !strings.Contains(err.Error(), "model.layers.0.mlp.gate_proj.weight") || !strings.Contains(err.Error(), "[24 16]") {
+			t.Errorf("error %v, want one naming the mis-shaped tensor", err)
+		}
+	})
+	t.Run("no weights", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg, _ := m.cfg.JSON()
+		os.WriteFile(filepath.Join(dir, ConfigFile), cfg, 0o644)
+		if _, err := Load(dir); err == nil {
+			t.Error("folder without weights loaded")
+		}
+	})
+}
+
+// TestGolden checks that the base model reproduces PEFT's output with the
+// adapter disabled (output_base) for every golden llama case.
+func TestGolden(t *testing.T) {
+	cases, err := golden.Cases()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range cases {
+		if c.Model != "llama" || !slices.Contains(c.Checks, "base") {
+			continue
+		}
+		n++
+		t.Run(c.Name, func(t *testing.T) {
+			io, _, err := safetensors.ReadAll(filepath.Join(c.Dir, "io.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, ok := io["output_base"]
+			if !ok {
+				t.Fatal("io.safetensors has no output_base")
+			}
+			// A checkpoint folder: config.json from the dims, the base
+			// state dict as model.safetensors.
+			d := c.ModelDims
+			cfg := Config{VocabSize: int(d["vocab"]), HiddenSize: int(d["hidden"]), NumHiddenLayers: int(d["layers"]),
+				NumAttentionHeads: int(d["heads"]), NumKeyValueHeads: int(d["kv_heads"]), IntermediateSize: int(d["intermediate"]),
+				RMSNormEps: d["rms_eps"], RopeTheta: d["rope_theta"]}
+			data, err := cfg.JSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, ConfigFile), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(filepath.Join(c.Dir, "base.safetensors"), filepath.Join(dir, safetensors.SingleFile)); err != nil {
+				t.Fatal(err)
+			}
+			m, err := LoadWith(dir, LoadOptions{Mmap: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			in := io[c.InputKey]
+			ids := make([]int32, len(in.I64))
+			for i, v := range in.I64 {
+				ids[i] = int32(v)
+			}
+			got, err := m.Forward(ids, in.Shape[0], in.Shape[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.Shape(), want.Shape) {
+				t.Fatalf("logits shape %v, want %v", got.Shape(), want.Shape)
+			}
+			if ok, why := golden.Close(got.Data(), want.F32, c.Atol, c.Rtol); !ok {
+				t.Errorf("output_base: %s", why)
+			}
+		})
+	}
+	if n == 0 {
+		t.Fatal("no golden llama case with a base check")
+	}
+}
