@@ -183,6 +183,9 @@ type Config struct {
 	TargetParameters      json.RawMessage `json:"target_parameters"`
 	UseBDLoRA             json.RawMessage `json:"use_bdlora"`
 	ArrowConfig           json.RawMessage `json:"arrow_config"`
+
+	// rankOrder and alphaOrder are the pattern keys in file order.
+	rankOrder, alphaOrder []string
 }
 
 // NewConfig returns a Config with PEFT's defaults (peft_type "LORA", r 8,
@@ -256,10 +259,16 @@ func (c *Config) Validate() error {
 		if r <= 0 {
 			return fmt.Errorf("lora: rank_pattern[%q] must be a positive integer, got %d", k, r)
 		}
+		if _, err := patternKey([]string{k}, "", "rank_pattern"); err != nil {
+			return err
+		}
 	}
 	for k, a := range c.AlphaPattern {
 		if math.IsNaN(a) || math.IsInf(a, 0) {
 			return fmt.Errorf("lora: alpha_pattern[%q] must be finite, got %v", k, a)
+		}
+		if _, err := patternKey([]string{k}, "", "alpha_pattern"); err != nil {
+			return err
 		}
 	}
 	if c.LoRABias && !init.IsBool() {

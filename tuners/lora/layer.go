@@ -302,24 +302,24 @@ func (c *core) loraA(a *adapter, x *nn.Tensor) *nn.Tensor {
 	case kindConv1d:
 		o := c.conv
 		o.Dilation, o.Groups = [2]int{1, 1}, 1
-		return nn.Conv1d(x, a.a, nil, o)
+		return nn.Conv1dOp(x, a.a, nil, o)
 	case kindConv2d:
 		o := c.conv
 		o.Dilation, o.Groups = [2]int{1, 1}, 1
-		return nn.Conv2d(x, a.a, nil, o)
+		return nn.Conv2dOp(x, a.a, nil, o)
 	}
-	return nn.Linear(x, a.a, nil)
+	return nn.LinearOp(x, a.a, nil)
 }
 
 // loraB applies the B factor (and lora_B.bias) to h.
 func (c *core) loraB(a *adapter, h *nn.Tensor) *nn.Tensor {
 	switch c.kind {
 	case kindConv1d:
-		return nn.Conv1d(h, a.b, a.bBias, nn.ConvOptions{Stride: [2]int{1, 1}, Dilation: [2]int{1, 1}, Groups: groups(c.conv)})
+		return nn.Conv1dOp(h, a.b, a.bBias, nn.ConvOptions{Stride: [2]int{1, 1}, Dilation: [2]int{1, 1}, Groups: groups(c.conv)})
 	case kindConv2d:
-		return nn.Conv2d(h, a.b, a.bBias, nn.ConvOptions{Stride: [2]int{1, 1}, Dilation: [2]int{1, 1}, Groups: groups(c.conv)})
+		return nn.Conv2dOp(h, a.b, a.bBias, nn.ConvOptions{Stride: [2]int{1, 1}, Dilation: [2]int{1, 1}, Groups: groups(c.conv)})
 	}
-	return nn.Linear(h, a.b, a.bBias)
+	return nn.LinearOp(h, a.b, a.bBias)
 }
 
 // baseNoBias computes x through the base weight without its bias (DoRA with
@@ -327,13 +327,13 @@ func (c *core) loraB(a *adapter, h *nn.Tensor) *nn.Tensor {
 func (c *core) baseNoBias(x *nn.Tensor) *nn.Tensor {
 	switch c.kind {
 	case kindConv1D:
-		return nn.MatMul(x, c.weight)
+		return nn.LinearInOut(x, c.weight, nil)
 	case kindConv1d:
-		return nn.Conv1d(x, c.weight, nil, c.conv)
+		return nn.Conv1dOp(x, c.weight, nil, c.conv)
 	case kindConv2d:
-		return nn.Conv2d(x, c.weight, nil, c.conv)
+		return nn.Conv2dOp(x, c.weight, nil, c.conv)
 	}
-	return nn.Linear(x, c.weight, nil)
+	return nn.LinearOp(x, c.weight, nil)
 }
 
 // biasView returns the base bias shaped to broadcast against an output.
@@ -364,7 +364,7 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 		}
 		xd := x
 		if l.dropoutOn(a) {
-			xd = nn.Dropout(x, a.dropout, l.rng)
+			xd = nn.DropoutOp(x, a.dropout, l.rng)
 		}
 		y := l.loraB(a, l.loraA(a, xd))
 		result = nn.Add(result, nn.Scale(y, float32(a.scale)))
@@ -393,7 +393,7 @@ func (c *core) doraForward(a *adapter, x, result *nn.Tensor) *nn.Tensor {
 	}
 	var base *nn.Tensor
 	if c.dropoutOn(a) {
-		x = nn.Dropout(x, a.dropout, c.rng)
+		x = nn.DropoutOp(x, a.dropout, c.rng)
 		base = c.baseNoBias(x)
 	} else {
 		base = result
