@@ -1,0 +1,30 @@
+package purego
+
+import (
+	"testing"
+
+	"github.com/gopeft/gopeft/kernels"
+	"github.com/gopeft/gopeft/kernels/kerneltest"
+)
+
+func TestConformance(t *testing.T) {
+	kerneltest.Run(t, New())
+}
+
+// The suite again with the portable GEMM micro-kernel forced, so that it is
+// covered on machines whose CPU selects an assembly kernel.
+func TestConformanceGenericGEMM(t *testing.T) {
+	SetGenericGEMM(true)
+	defer SetGenericGEMM(false)
+	kerneltest.Run(t, New())
+}
+
+func TestRegistered(t *testing.T) {
+	b, err := kernels.Get(Name)
+	if err != nil {
+		t.Fatalf("kernels.Get(%q): %v", Name, err)
+	}
+	if b.Name() != Name {
+		t.Errorf("Name() = %q, want %q", b.Name(), Name)
+	}
+}
