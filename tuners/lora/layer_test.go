@@ -33,8 +33,8 @@ var layerCases = []layerCase{
 		input: func(r *rand.Rand) (*nn.Tensor, []int32) { return randTensor(r, 1, tBatch, 2, tIn), nil },
 	},
 	{
-		name: "linear_nobias",
-		base: func(r *rand.Rand) nn.Module { return &nn.Linear{Weight: randTensor(r, 0.4, tOut, tIn)} },
+		name:  "linear_nobias",
+		base:  func(r *rand.Rand) nn.Module { return &nn.Linear{Weight: randTensor(r, 0.4, tOut, tIn)} },
 		input: func(r *rand.Rand) (*nn.Tensor, []int32) { return randTensor(r, 1, tBatch, tIn), nil },
 	},
 	{
