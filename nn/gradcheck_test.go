@@ -2,6 +2,8 @@ package nn
 
 import (
 	"testing"
+
+	"github.com/gopeft/gopeft/kernels"
 )
 
 type gradCase struct {
@@ -233,14 +235,25 @@ func gradCases() []gradCase {
 
 // r2 returns a fixed [4, 6] tensor so that Reshape's result is used in a
 // shape different from its input.
-func r2(be any) *Tensor {
+func r2(_ kernels.Backend) *Tensor {
 	return New(testBackend(), newTestRand(5).vals(24, -1, 1), 4, 6)
 }
 
 // r2x returns a constant copy of x.
 func r2x(x *Tensor) *Tensor { return x.Detach() }
 
-func TestGradCheckEveryOp(t *testing.T) {
+func TestGradCheckEveryOp(t *testing.T) { runGradCases(t) }
+
+// TestGradCheckPoisoned reruns every case on a backend that poisons freed
+// buffers: a gradient buffer released while still in use would turn the
+// result into NaN.
+func TestGradCheckPoisoned(t *testing.T) {
+	testBE = poisonBackend{DefaultBackend()}
+	defer func() { testBE = nil }()
+	runGradCases(t)
+}
+
+func runGradCases(t *testing.T) {
 	for _, c := range gradCases() {
 		t.Run(c.name, func(t *testing.T) {
 			eps, tol := c.eps, c.tol

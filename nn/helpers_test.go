@@ -38,7 +38,22 @@ func (tr *testRand) p(shape ...int) *Tensor { return tr.t(shape...).SetRequiresG
 // pp returns a parameter with values in [0.5, 1.5).
 func (tr *testRand) pp(shape ...int) *Tensor { return tr.pos(shape...).SetRequiresGrad(true) }
 
-func testBackend() kernels.Backend { return DefaultBackend() }
+// testBE is the backend test tensors are made on; tests that check buffer
+// lifetimes switch it to a poisoning backend.
+var testBE kernels.Backend
+
+func testBackend() kernels.Backend {
+	if testBE != nil {
+		return testBE
+	}
+	return DefaultBackend()
+}
+
+// poisonBackend fills every freed buffer with NaN, so that a buffer used
+// after Free shows up as NaN in the results.
+type poisonBackend struct{ kernels.Backend }
+
+func (p poisonBackend) Free(b kernels.Buffer) { p.Fill(b, float32(math.NaN())) }
 
 // closeTo fails the test when got and want differ by more than tol*(1+|want|).
 func closeTo(t *testing.T, what string, got []float32, want []float64, tol float64) {
