@@ -63,7 +63,8 @@ func build(be kernels.Backend, cfg Config, src weightSource) (*Model, error) {
 	for i := 0; i < cfg.NumHiddenLayers; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		a := &Attention{heads: nh, kvHeads: nkv, headDim: d}
-		b := &Block{SelfAttn: a, MLP: &MLP{}}
+		mlp := &MLP{}
+		b := &Block{SelfAttn: a, MLP: mlp}
 		var err error
 		var l *nn.Linear
 		var n *nn.RMSNorm
@@ -86,15 +87,15 @@ func build(be kernels.Backend, cfg Config, src weightSource) (*Model, error) {
 		if l, err = linear(p+"mlp.gate_proj", h, cfg.IntermediateSize, cfg.MLPBias); err != nil {
 			return nil, err
 		}
-		b.MLP.GateProj = l
+		mlp.GateProj = l
 		if l, err = linear(p+"mlp.up_proj", h, cfg.IntermediateSize, cfg.MLPBias); err != nil {
 			return nil, err
 		}
-		b.MLP.UpProj = l
+		mlp.UpProj = l
 		if l, err = linear(p+"mlp.down_proj", cfg.IntermediateSize, h, cfg.MLPBias); err != nil {
 			return nil, err
 		}
-		b.MLP.DownProj = l
+		mlp.DownProj = l
 		if n, err = norm(p + "input_layernorm"); err != nil {
 			return nil, err
 		}

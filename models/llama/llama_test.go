@@ -238,7 +238,7 @@ func TestGradCheck(t *testing.T) {
 		h, past[0].K, past[0].V,
 		att.KProj.(*nn.Linear).Weight,
 		m.Decoder.Layers.Blocks[0].InputLayerNorm.(*nn.RMSNorm).Weight,
-		m.Decoder.Layers.Blocks[0].MLP.UpProj.(*nn.Linear).Weight,
+		m.Decoder.Layers.Blocks[0].MLP.(*MLP).UpProj.(*nn.Linear).Weight,
 	}
 	for _, p := range params[3:] {
 		p.SetRequiresGrad(true)
@@ -393,7 +393,7 @@ func TestModuleTree(t *testing.T) {
 		{"model.layers.0.self_attn.nope", "no child"},
 		{"model.layers.7", "no child"},
 		{"model.embed_tokens", "Embedder"},
-		{"model.layers.0.mlp", "*llama.MLP"},
+		{"model.layers.0.self_attn", "*llama.Attention"},
 	} {
 		var bad nn.Module = &Layers{}
 		if err := nn.ReplaceModule(m, tc.path, bad); err == nil || !strings.Contains(err.Error(), tc.want) {

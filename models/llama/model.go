@@ -48,8 +48,9 @@ type Layers struct {
 // Block is one decoder layer (HF's LlamaDecoderLayer):
 // h += self_attn(input_layernorm(h)); h += mlp(post_attention_layernorm(h)).
 type Block struct {
-	SelfAttn               *Attention
-	MLP                    *MLP
+	SelfAttn *Attention
+	// MLP is a *MLP unless replaced by a wrapper.
+	MLP                    nn.Layer
 	InputLayerNorm         nn.Layer
 	PostAttentionLayerNorm nn.Layer
 }
@@ -188,8 +189,8 @@ func (b *Block) Children() []nn.Child {
 // Params returns nil.
 func (b *Block) Params() []nn.Param { return nil }
 
-// SetChild replaces "self_attn" (*Attention), "mlp" (*MLP) or one of the
-// norms (nn.Layer).
+// SetChild replaces "self_attn" (by an *Attention), or "mlp" or one of the
+// norms (by an nn.Layer).
 func (b *Block) SetChild(name string, c nn.Module) error {
 	switch name {
 	case "self_attn":
@@ -199,11 +200,7 @@ func (b *Block) SetChild(name string, c nn.Module) error {
 		}
 		b.SelfAttn = a
 	case "mlp":
-		m, ok := c.(*MLP)
-		if !ok {
-			return fmt.Errorf("llama: child %q must be a *llama.MLP, got %T", name, c)
-		}
-		b.MLP = m
+		return setLayer(&b.MLP, name, c)
 	case "input_layernorm":
 		return setLayer(&b.InputLayerNorm, name, c)
 	case "post_attention_layernorm":
