@@ -1,0 +1,478 @@
+package peft
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/tuners"
+)
+
+// DefaultAdapterName is the name an adapter gets when none is given.
+const DefaultAdapterName = "default"
+
+// Model is a base model with PEFT adapters injected (PEFT's PeftModel). The
+// adapters live inside the base model's module tree, so the base model's own
+// Forward runs them: call it on Base().
+//
+// Concurrency: Forward on the base model in eval mode may run from many
+// goroutines at once. Adding, loading, deleting, activating, disabling,
+// merging and training adapters mutate the model and must not run
+// concurrently with anything else on it.
+type Model struct {
+	root     nn.Module
+	adapters map[string]*adapterState
+	order    []string
+	active   []string
+	disabled bool
+	unloaded bool
+}
+
+// adapterState is what the model keeps per adapter.
+type adapterState struct {
+	cfg    tuners.Config
+	method tuners.Method
+	shared *tuners.Shared
+	// sharedTrainable records which shared tensors the method created
+	// trainable.
+	sharedTrainable []bool
+}
+
+// Option configures New, Load, AddAdapter and LoadAdapter.
+type Option func(*options)
+
+type options struct {
+	name      string
+	trainable *bool
+}
+
+// AdapterName names the adapter (default "default").
+func AdapterName(name string) Option { return func(o *options) { o.name = name } }
+
+// Trainable sets whether the adapter's parameters require gradients. New
+// and AddAdapter default to the config's inference_mode (trainable unless
+// it is set); Load and LoadAdapter default to frozen, like PEFT's
+// from_pretrained with is_trainable=False.
+func Trainable(on bool) Option { return func(o *options) { o.trainable = &on } }
+
+func buildOptions(opts []Option) options {
+	o := options{name: DefaultAdapterName}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// New injects a new adapter described by cfg into base (PEFT's
+// get_peft_model) and returns the model, with the adapter active and, unless
+// cfg.Base().InferenceMode is set, trainable; every other parameter of base
+// is frozen. cfg is copied: the model's copy (Config) has its defaults and
+// "all-linear" resolved. base is modified in place.
+func New(base nn.Module, cfg tuners.Config, opts ...Option) (*Model, error) {
+	m := &Model{root: base, adapters: map[string]*adapterState{}}
+	o := buildOptions(opts)
+	if err := m.add(o.name, cfg, o.trainable); err != nil {
+		return nil, err
+	}
+	m.active = []string{o.name}
+	if err := m.applyActive(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Load reads the adapter folder dir (adapter_config.json and
+// adapter_model.safetensors, as PEFT's save_pretrained writes them),
+// injects the adapter into base and loads its weights (PEFT's
+// PeftModel.from_pretrained). The adapter is active and frozen unless
+// Trainable(true) is given. Loading is strict: a key the model does not
+// expect, a missing key or a shape that disagrees is an error naming it.
+func Load(base nn.Module, dir string, opts ...Option) (*Model, error) {
+	o := buildOptions(opts)
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Base().InferenceMode = o.trainable == nil || !*o.trainable
+	m := &Model{root: base, adapters: map[string]*adapterState{}}
+	if err := m.add(o.name, cfg, nil); err != nil {
+		return nil, err
+	}
+	if err := m.loadWeights(o.name, dir); err != nil {
+		return nil, err
+	}
+	m.active = []string{o.name}
+	if err := m.applyActive(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Base returns the base model, with the adapter layers inside it.
+func (m *Model) Base() nn.Module { return m.root }
+
+// Adapters returns the adapter names in the order they were added.
+func (m *Model) Adapters() []string { return slices.Clone(m.order) }
+
+// ActiveAdapters returns the active adapters.
+func (m *Model) ActiveAdapters() []string { return slices.Clone(m.active) }
+
+// Config returns the configuration of adapter name (the model's own copy:
+// changing it changes what Save writes), or nil.
+func (m *Model) Config(name string) tuners.Config {
+	if a, ok := m.adapters[name]; ok {
+		return a.cfg
+	}
+	return nil
+}
+
+var errUnloaded = errors.New("peft: the model was unloaded")
+
+// AddAdapter injects a new adapter next to the existing ones (PEFT's
+// add_adapter). It does not become active: see SetAdapter. Options as for
+// New (AdapterName is required in practice: the name must be new).
+func (m *Model) AddAdapter(cfg tuners.Config, opts ...Option) error {
+	o := buildOptions(opts)
+	if err := m.add(o.name, cfg, o.trainable); err != nil {
+		return err
+	}
+	return m.applyActive()
+}
+
+// LoadAdapter loads the adapter folder dir under name next to the existing
+// adapters (PEFT's load_adapter). It does not become active: see
+// SetAdapter. It is frozen unless Trainable(true) is given.
+func (m *Model) LoadAdapter(dir, name string, opts ...Option) error {
+	o := buildOptions(opts)
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return err
+	}
+	cfg.Base().InferenceMode = o.trainable == nil || !*o.trainable
+	if err := m.add(name, cfg, nil); err != nil {
+		return err
+	}
+	if err := m.loadWeights(name, dir); err != nil {
+		_ = m.DeleteAdapter(name)
+		return err
+	}
+	return m.applyActive()
+}
+
+// add injects adapter name with (a copy of) cfg.
+func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
+	if m.unloaded {
+		return errUnloaded
+	}
+	if name == "" {
+		return errors.New("peft: empty adapter name")
+	}
+	if _, ok := m.adapters[name]; ok {
+		return fmt.Errorf("peft: adapter %q already exists", name)
+	}
+	if cfg == nil {
+		return errors.New("peft: nil config")
+	}
+	method, ok := Method(cfg.Base().PeftType)
+	if !ok {
+		return fmt.Errorf("peft: peft_type %q is not supported (supported: %v)", cfg.Base().PeftType, Methods())
+	}
+	own, err := cloneConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if trainable != nil {
+		own.Base().InferenceMode = !*trainable
+	}
+	if err := own.Validate(); err != nil {
+		return fmt.Errorf("peft: adapter %q: %w", name, err)
+	}
+	tc, ok := own.(tuners.TargetedConfig)
+	if !ok {
+		return fmt.Errorf("peft: %s adapters (prompt learning) cannot be injected into a module tree yet", method.Type())
+	}
+	if len(m.adapters) > 0 {
+		for _, other := range m.adapters {
+			if other.method.Type() != method.Type() {
+				return fmt.Errorf("peft: adapter %q is %s but the model holds %s adapters; mixing methods is not supported", name, method.Type(), other.method.Type())
+			}
+		}
+	}
+	inj, err := tuners.Inject(m.root, method, tc, name)
+	if err != nil {
+		return fmt.Errorf("peft: adapter %q: %w", name, err)
+	}
+	st := &adapterState{cfg: own, method: method, shared: inj.Shared}
+	if inj.Shared != nil {
+		for _, p := range inj.Shared.Params {
+			st.sharedTrainable = append(st.sharedTrainable, p.T.RequiresGrad())
+		}
+	}
+	m.adapters[name] = st
+	m.order = append(m.order, name)
+	if err := m.wrapModulesToSave(name, tc.Targeting().ModulesToSave); err != nil {
+		m.removeAdapter(name)
+		return fmt.Errorf("peft: adapter %q: %w", name, err)
+	}
+	return nil
+}
+
+// wrapModulesToSave wraps (or extends the wrappers of) every module whose
+// path ends with one of names (PEFT's plain suffix test), giving adapter a
+// copy of it.
+func (m *Model) wrapModulesToSave(adapter string, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	var found []tuners.Node
+	err := tuners.WalkTargets(m.root, func(n tuners.Node) error {
+		if n.Path == "" {
+			return nil
+		}
+		for _, s := range names {
+			if strings.HasSuffix(n.Path, s) {
+				found = append(found, n)
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(found) == 0 {
+		return fmt.Errorf("modules_to_save %q: no module found", names)
+	}
+	for _, n := range found {
+		w, ok := n.Module.(*savedModule)
+		if !ok {
+			if _, isLayer := n.Module.(tuners.Layer); isLayer {
+				return fmt.Errorf("modules_to_save: module %q is adapted and cannot also be saved in full", n.Path)
+			}
+			w = newSavedModule(n.Module)
+			if err := w.add(adapter); err != nil {
+				return fmt.Errorf("modules_to_save %q: %w", n.Path, err)
+			}
+			if err := n.Parent.SetChild(n.Name, w); err != nil {
+				return fmt.Errorf("modules_to_save %q: %w", n.Path, err)
+			}
+			continue
+		}
+		if err := w.add(adapter); err != nil {
+			return fmt.Errorf("modules_to_save %q: %w", n.Path, err)
+		}
+	}
+	return nil
+}
+
+// layerAt is an adapter layer or modules_to_save wrapper and its place.
+type layerAt struct {
+	tuners.Node
+	layer tuners.Layer
+	saved *savedModule
+}
+
+// wrappers returns every adapter layer and modules_to_save wrapper in
+// model order.
+func (m *Model) wrappers() []layerAt {
+	var out []layerAt
+	_ = tuners.WalkTargets(m.root, func(n tuners.Node) error {
+		switch v := n.Module.(type) {
+		case tuners.Layer:
+			out = append(out, layerAt{Node: n, layer: v})
+		case *savedModule:
+			out = append(out, layerAt{Node: n, saved: v})
+		}
+		return nil
+	})
+	return out
+}
+
+// SetAdapter makes the named adapters the active ones (PEFT's
+// set_adapter): Forward applies them, and, unless loaded for inference, they
+// are trainable while the others are frozen. Several names are allowed for
+// methods whose layers sum adapters; a module saved in full
+// (modules_to_save) can follow only one.
+func (m *Model) SetAdapter(names ...string) error {
+	if m.unloaded {
+		return errUnloaded
+	}
+	if len(names) == 0 {
+		return errors.New("peft: SetAdapter needs at least one adapter name")
+	}
+	for _, n := range names {
+		if _, ok := m.adapters[n]; !ok {
+			return fmt.Errorf("peft: no adapter %q (have %q)", n, m.order)
+		}
+	}
+	prev := m.active
+	m.active = slices.Clone(names)
+	if err := m.applyActive(); err != nil {
+		m.active = prev
+		_ = m.applyActive()
+		return err
+	}
+	return nil
+}
+
+// applyActive pushes the active set and the disabled flag to every wrapper
+// and recomputes which parameters are trainable, as PEFT does after
+// set_adapter.
+func (m *Model) applyActive() error {
+	ws := m.wrappers()
+	for _, w := range ws {
+		if w.saved != nil {
+			var held []string
+			for _, a := range m.active {
+				if w.saved.copies.get(a) != nil {
+					held = append(held, a)
+				}
+			}
+			if len(held) > 1 {
+				return fmt.Errorf("peft: module %q is saved in full by adapters %q: only one of them can be active", w.Path, held)
+			}
+			w.saved.active = ""
+			if len(held) == 1 {
+				w.saved.active = held[0]
+			}
+			w.saved.disabled = m.disabled
+			continue
+		}
+		w.layer.SetActive(m.active)
+		w.layer.SetDisabled(m.disabled)
+	}
+	m.refreshTrainable(ws)
+	return nil
+}
+
+// refreshTrainable freezes everything, then marks trainable the tensors of
+// the active adapters that are not in inference mode, their biases per the
+// bias option, and their modules_to_save copies.
+func (m *Model) refreshTrainable(ws []layerAt) {
+	for _, p := range m.namedParams() {
+		p.T.SetRequiresGrad(false)
+	}
+	for _, name := range m.order {
+		a := m.adapters[name]
+		on := slices.Contains(m.active, name) && !a.cfg.Base().InferenceMode
+		for _, w := range ws {
+			if w.layer != nil {
+				if slices.Contains(w.layer.Adapters(), name) {
+					w.layer.SetTrainable(name, on)
+				}
+				continue
+			}
+			if c := w.saved.copies.get(name); c != nil && on {
+				for _, p := range nn.NamedParameters(c) {
+					p.T.SetRequiresGrad(true)
+				}
+			}
+		}
+		if a.shared != nil && on {
+			for i, p := range a.shared.Params {
+				if a.sharedTrainable[i] {
+					p.T.SetRequiresGrad(true)
+				}
+			}
+		}
+		if !on {
+			continue
+		}
+		mode := biasMode(a.cfg)
+		switch {
+		case mode == "all":
+			for _, p := range m.namedParams() {
+				if p.kind == kindBase && strings.Contains(p.Name, "bias") {
+					p.T.SetRequiresGrad(true)
+				}
+			}
+		case strings.HasSuffix(mode, "_only"):
+			for _, w := range ws {
+				if w.layer == nil || w.layer.Method() != a.method.Type() {
+					continue
+				}
+				for _, p := range w.layer.Base().Params() {
+					if p.Name == "bias" && p.T != nil {
+						p.T.SetRequiresGrad(true)
+					}
+				}
+			}
+		}
+	}
+}
+
+// biasMode returns the config's bias option ("none" when it has none).
+func biasMode(cfg tuners.Config) string {
+	if b, ok := cfg.(tuners.BiasConfig); ok {
+		if s := b.BiasMode(); s != "" {
+			return s
+		}
+	}
+	return "none"
+}
+
+// DisableAdapters runs fn with every adapter turned off (PEFT's
+// disable_adapter context): the base model computes as if it had no adapter,
+// except for what adapters changed in place (merged weights, and biases
+// trained with bias="all"). The adapters are turned back on when fn returns
+// or panics. fn's error is returned.
+func (m *Model) DisableAdapters(fn func() error) error {
+	if m.unloaded {
+		return errUnloaded
+	}
+	was := m.disabled
+	m.disabled = true
+	if err := m.applyActive(); err != nil {
+		m.disabled = was
+		return err
+	}
+	defer func() {
+		m.disabled = was
+		_ = m.applyActive()
+	}()
+	return fn()
+}
+
+// DeleteAdapter removes an adapter and its tensors (PEFT's
+// delete_adapter). If it was active, the remaining active adapters stay
+// active; if none remains, the first remaining adapter becomes active.
+// A merged adapter must be unmerged first.
+func (m *Model) DeleteAdapter(name string) error {
+	if m.unloaded {
+		return errUnloaded
+	}
+	if _, ok := m.adapters[name]; !ok {
+		return fmt.Errorf("peft: no adapter %q (have %q)", name, m.order)
+	}
+	for _, w := range m.wrappers() {
+		if w.layer != nil && slices.Contains(w.layer.Merged(), name) {
+			return fmt.Errorf("peft: adapter %q is merged into %q: unmerge it first", name, w.Path)
+		}
+	}
+	m.removeAdapter(name)
+	m.active = slices.DeleteFunc(m.active, func(s string) bool { return s == name })
+	if len(m.active) == 0 && len(m.order) > 0 {
+		m.active = []string{m.order[0]}
+	}
+	return m.applyActive()
+}
+
+// removeAdapter drops name from every wrapper and from the model's books.
+func (m *Model) removeAdapter(name string) {
+	for _, w := range m.wrappers() {
+		if w.layer != nil {
+			if slices.Contains(w.layer.Adapters(), name) {
+				_ = w.layer.Delete(name)
+			}
+			continue
+		}
+		w.saved.copies.remove(name)
+		if w.saved.active == name {
+			w.saved.active = ""
+		}
+	}
+	delete(m.adapters, name)
+	m.order = slices.DeleteFunc(m.order, func(s string) bool { return s == name })
+}

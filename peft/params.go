@@ -1,0 +1,162 @@
+package peft
+
+import (
+	"strings"
+
+	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/tuners"
+)
+
+// paramKind tells where a parameter of the model comes from.
+type paramKind int
+
+const (
+	kindBase    paramKind = iota // a tensor of the base model
+	kindAdapter                  // a tensor of an adapter layer
+	kindCopy                     // a modules_to_save copy
+	kindShared                   // a method-level tensor of an adapter
+)
+
+// namedParam is a parameter under PEFT's live name
+// ("base_model.model.lin0.lora_A.default.weight").
+type namedParam struct {
+	nn.Param
+	kind    paramKind
+	adapter string // for kindAdapter, kindCopy, kindShared
+	// key is the saved key of adapter tensors ("base_model.model.lin0.lora_A.weight").
+	key string
+}
+
+// rootPrefix is the prefix of every module path in PEFT's names.
+const rootPrefix = "base_model.model"
+
+// namedParams lists every parameter of the model, each tensor once, in
+// module order, under PEFT's live names: base tensors of adapted modules
+// under "<path>.base_layer.", modules_to_save originals under
+// "<path>.original_module." and copies under
+// "<path>.modules_to_save.<adapter>.", adapter tensors with the adapter
+// name inserted, method-level tensors last under "base_model.".
+func (m *Model) namedParams() []namedParam {
+	var out []namedParam
+	seen := map[*nn.Tensor]bool{}
+	add := func(p namedParam) {
+		if p.T == nil || seen[p.T] {
+			return
+		}
+		seen[p.T] = true
+		out = append(out, p)
+	}
+	var visit func(prefix string, mod nn.Module, kind paramKind, adapter string)
+	visit = func(prefix string, mod nn.Module, kind paramKind, adapter string) {
+		switch v := mod.(type) {
+		case tuners.Layer:
+			visit(prefix+".base_layer", v.Base(), kind, adapter)
+			mp := ""
+			if meth, ok := Method(v.Method()); ok {
+				mp = meth.Prefix()
+			}
+			for _, a := range v.Adapters() {
+				for _, p := range v.AdapterParams(a) {
+					add(namedParam{
+						Param:   nn.Param{Name: prefix + "." + tuners.InsertAdapterName(p.Name, mp, a), T: p.T},
+						kind:    kindAdapter,
+						adapter: a,
+						key:     prefix + "." + p.Name,
+					})
+				}
+			}
+			return
+		case *savedModule:
+			visit(prefix+".original_module", v.original, kind, adapter)
+			for _, a := range v.copies.names {
+				visit(prefix+".modules_to_save."+a, v.copies.get(a), kindCopy, a)
+			}
+			return
+		}
+		for _, p := range mod.Params() {
+			add(namedParam{Param: nn.Param{Name: prefix + "." + p.Name, T: p.T}, kind: kind, adapter: adapter})
+		}
+		for _, c := range mod.Children() {
+			if c.Module != nil {
+				visit(prefix+"."+c.Name, c.Module, kind, adapter)
+			}
+		}
+	}
+	visit(rootPrefix, m.root, kindBase, "")
+	for _, name := range m.order {
+		a := m.adapters[name]
+		if a.shared == nil {
+			continue
+		}
+		for _, p := range a.shared.Params {
+			add(namedParam{
+				Param:   nn.Param{Name: "base_model." + sharedLiveName(p.Name, name), T: p.T},
+				kind:    kindShared,
+				adapter: name,
+				key:     "base_model." + p.Name,
+			})
+		}
+	}
+	return out
+}
+
+// sharedLiveName inserts the adapter name after the first component of a
+// method-level tensor name ("vera_A" -> "vera_A.default", "tinylora_v.0" ->
+// "tinylora_v.default.0"), as PEFT's module dictionaries name them.
+func sharedLiveName(name, adapter string) string {
+	if i := strings.IndexByte(name, '.'); i >= 0 {
+		return name[:i] + "." + adapter + name[i:]
+	}
+	return name + "." + adapter
+}
+
+// TrainableParameters returns the parameters that require gradients, under
+// PEFT's names (e.g. "base_model.model.lin0.lora_A.default.weight"), in
+// model order: what to hand to an optimizer.
+func (m *Model) TrainableParameters() []nn.Param {
+	var out []nn.Param
+	for _, p := range m.namedParams() {
+		if p.T.RequiresGrad() {
+			out = append(out, p.Param)
+		}
+	}
+	return out
+}
+
+// NumTrainableParameters returns the number of trainable elements and of
+// all elements of the model, each tensor counted once (PEFT's
+// get_nb_trainable_parameters).
+func (m *Model) NumTrainableParameters() (trainable, all int) {
+	for _, p := range m.namedParams() {
+		n := p.T.Len()
+		all += n
+		if p.T.RequiresGrad() {
+			trainable += n
+		}
+	}
+	return trainable, all
+}
+
+// AfterBackward runs the step hooks of the adapter layers and method-level
+// state (tuners.StepHook: AdaLoRA's rank allocation, projections of some
+// methods). Call it after Backward and before the optimizer step when
+// training; step counts optimizer steps from 0.
+func (m *Model) AfterBackward(step int) error {
+	for _, w := range m.wrappers() {
+		if h, ok := w.layer.(tuners.StepHook); ok && w.layer != nil {
+			if err := h.AfterBackward(step); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range m.order {
+		if a := m.adapters[name]; a.shared != nil {
+			if h, ok := a.shared.State.(tuners.StepHook); ok {
+				if err := h.AfterBackward(step); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,33 @@
+package peft
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/lora"
+)
+
+// methods maps each peft_type gopeft implements to its method. It is a plain
+// map, filled here and nowhere else: adding a method is one import and one
+// line.
+var methods = map[string]tuners.Method{
+	lora.PeftType: lora.Method{},
+}
+
+// Method returns the method registered for peftType ("LORA"; the lookup
+// ignores case) and whether there is one.
+func Method(peftType string) (tuners.Method, bool) {
+	m, ok := methods[strings.ToUpper(peftType)]
+	return m, ok
+}
+
+// Methods returns the registered peft_type names, sorted.
+func Methods() []string {
+	out := make([]string, 0, len(methods))
+	for k := range methods {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
