@@ -42,14 +42,15 @@ type gemmKernelFunc func(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 type gemmKernel struct {
 	name       string
 	fn         gemmKernelFunc
-	mr, nr     int // tile shape
-	kc, mc, nc int // depth of the panels, rows of an A block, columns of a B block
+	speed      float64 // relative speed on whole tiles, for kernelFor
+	mr, nr     int     // tile shape
+	kc, mc, nc int     // depth of the panels, rows of an A block, columns of a B block
 }
 
 // The pure Go kernel uses the same tile and blocks as the AVX2 one: a 16-deep
 // B panel of 384 steps (24 KiB) stays in L1, an A block of 192 x 384
 // (288 KiB) in L2, the B block in L3.
-var genericKernel = &gemmKernel{name: "generic", fn: gemmKernelGeneric,
+var genericKernel = &gemmKernel{name: "generic", fn: gemmKernelGeneric, speed: 0.1,
 	mr: 6, nr: 16, kc: 384, mc: 192, nc: 4096}
 
 var (
@@ -71,6 +72,8 @@ func SetGenericGEMM(on bool) { forceGeneric.Store(on) }
 // GEMMKernel names the micro-kernel that matrix products use now:
 // "avx512" or "avx2-fma" for the assembly kernels (chosen from the CPU's
 // features at start-up, the widest first), "generic" for the pure Go one.
+// A machine with AVX-512 still runs products only 16 columns wide or less
+// on the AVX2 kernel, whose narrower tile wastes less.
 func GEMMKernel() string { return currentKernel().name }
 
 func currentKernel() *gemmKernel {
@@ -80,12 +83,31 @@ func currentKernel() *gemmKernel {
 	return asmKernel
 }
 
+// kernelFor picks the micro-kernel for an m x n product: the assembly
+// kernel that spends the least time on the tiles covering C, padding
+// included.
+func kernelFor(m, n int) *gemmKernel {
+	best := currentKernel()
+	if best == genericKernel {
+		return best
+	}
+	cost := func(kn *gemmKernel) float64 {
+		return float64(roundUp(m, kn.mr)*roundUp(n, kn.nr)) / kn.speed
+	}
+	for _, kn := range asmKernels {
+		if cost(kn) < cost(best) {
+			best = kn
+		}
+	}
+	return best
+}
+
 // sgemm computes C = alpha*op(A)*op(B) + beta*C for one row-major matrix
 // product with the semantics of kernels.GemmArgs: op(A) is m x k, op(B) is
 // k x n, C is m x n, and when beta is 0, C is not read. It is the single
 // entry point the backend's Gemm uses.
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	sgemmWith(currentKernel(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	sgemmWith(kernelFor(m, n), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // sgemmWith is sgemm with the given micro-kernel.
@@ -105,32 +127,73 @@ func sgemmWith(kern *gemmKernel, transA, transB bool, m, n, k int, alpha float32
 		transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// gemmPlan is how one product runs: the micro-kernel, the block sizes and
-// the number of workers. The tests use odd plans to reach every edge case
-// with small matrices.
+// gemmPlan is how one product runs: the micro-kernel, the block sizes, the
+// number of workers and the most packed floats one pass may keep. The tests
+// use odd plans to reach every edge case with small matrices.
 type gemmPlan struct {
 	kern       *gemmKernel
 	kc, mc, nc int // mc a multiple of kern.mr, nc of kern.nr
 	nw         int
+	packCap    int // 0 means gemmPackCap
 }
 
+// gemmPackCap bounds, in floats, the packed copies of A and B that one pass
+// of a product keeps (32 MiB). Products whose operands are larger run in
+// several passes over the depth, or over rows and columns when even one
+// depth block is too large.
+const gemmPackCap = 1 << 23
+
 // gemmBlocked runs the packed product for m, n, k > 0 and alpha != 0, with
-// beta already normalised (no -0).
+// beta already normalised (no -0), in as many passes as gemmPackCap needs.
 func gemmBlocked(pl gemmPlan, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	j := gemmJob{
-		transA: transA, transB: transB,
-		m: m, n: n, k: k,
-		alpha: alpha, beta: beta,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-		kern: pl.kern.fn,
-		mr:   pl.kern.mr,
-		nr:   pl.kern.nr,
-		kc:   min(pl.kc, k),
-		mc:   min(pl.mc, roundUp(m, pl.kern.mr)),
-		nc:   min(pl.nc, roundUp(n, pl.kern.nr)),
-		nw:   max(pl.nw, 1),
+	mr, nr := pl.kern.mr, pl.kern.nr
+	kc := min(pl.kc, k)
+	capF := pl.packCap
+	if capF == 0 {
+		capF = gemmPackCap
 	}
-	j.run()
+	mPass, nPass, kPass := m, n, k
+	if need := roundUp(m, mr) + roundUp(n, nr); need*k > capF {
+		// Cut the depth first: passes over k share nothing, so they cost
+		// only a join. Below one block of depth, cut rows and columns.
+		kPass = max(kc, capF/need/kc*kc)
+		if need*kc > capF {
+			half := capF / kc / 2
+			mPass = min(m, max(mr, half/mr*mr))
+			nPass = min(n, max(nr, half/nr*nr))
+		}
+	}
+	for p0 := 0; p0 < k; p0 += kPass {
+		kk := min(kPass, k-p0)
+		bet := beta
+		if p0 > 0 {
+			bet = 1
+		}
+		for i0 := 0; i0 < m; i0 += mPass {
+			mm := min(mPass, m-i0)
+			for j0 := 0; j0 < n; j0 += nPass {
+				nn := min(nPass, n-j0)
+				// The windows of the operands this pass reads.
+				ao, bo := i0*lda+p0, p0*ldb+j0
+				if transA {
+					ao = p0*lda + i0
+				}
+				if transB {
+					bo = j0*ldb + p0
+				}
+				j := gemmJob{
+					transA: transA, transB: transB,
+					m: mm, n: nn, k: kk,
+					alpha: alpha, beta: bet,
+					a: a[ao:], lda: lda, b: b[bo:], ldb: ldb, c: c[i0*ldc+j0:], ldc: ldc,
+					kern: pl.kern.fn, mr: mr, nr: nr,
+					kc: kc, mc: pl.mc, nc: pl.nc,
+					nw: max(pl.nw, 1),
+				}
+				j.run()
+			}
+		}
+	}
 }
 
 // checkGemm panics, naming the argument, when the slices cannot hold the
@@ -196,16 +259,19 @@ func scaleRows(m, n int, beta float32, c []float32, ldc int) {
 
 func roundUp(x, to int) int { return (x + to - 1) / to * to }
 
-// gemmJob is one matrix product shared by nw workers.
+// gemmJob is one pass of a matrix product, shared by nw workers.
 //
-// The workers step together through the (column block, depth block) pairs.
-// In each step every worker packs a share of the B block, waits until all
-// shares are packed, then takes work items (an MC block of rows times a run
-// of B panels) from a shared counter until none are left, packing the A
-// block it needs into its own buffer. B is packed into two alternating
-// buffers, so a worker may start packing the next step while others still
-// compute on the current one: the wait of the next step cannot end before
-// everyone has finished the step before that.
+// The work items are the blocks of C, mc rows by nc columns; a worker takes
+// the next one from a shared counter and runs the whole depth of the product
+// over it, so items never wait for each other and a worker that the machine
+// slows down holds up at most the item it is on. The packed copies of A and
+// B are shared: each block of depth kc is packed once, by the first worker
+// that needs it (the others wait for it, which they rarely have to).
+//
+// Packed A holds, for each depth block starting at p0 (length kcur), all the
+// rows as panels of mr rows: the panel of row i starts at
+// p0*mPad + i*kcur. Packed B likewise holds panels of nr columns: the panel
+// of column j starts at p0*nPad + j*kcur.
 type gemmJob struct {
 	transA, transB bool
 	m, n, k        int
@@ -222,139 +288,151 @@ type gemmJob struct {
 	kc, mc, nc int // block sizes, clipped to the problem
 	nw         int // workers
 
-	bufB  [2][]float32
-	steps []gemmStep
+	mPad, nPad     int // m and n rounded up to whole panels
+	nKb, nIb, nJb  int // blocks along k, m and n
+	bufA, bufB     []float32
+	stateA, stateB []atomic.Int32 // per block: 0 unpacked, 1 being packed, 2 packed
+	next           atomic.Int32   // next work item to hand out
 }
 
-// gemmStep holds the counters of one (column block, depth block) step.
-type gemmStep struct {
-	packed atomic.Int32 // workers done packing their share of B
-	next   atomic.Int32 // next work item to hand out
-	_      [56]byte     // keep steps on separate cache lines
-}
+// Packing states of a block.
+const (
+	blockEmpty int32 = iota
+	blockPacking
+	blockReady
+)
 
 // floatBuf is a pooled scratch slice; the pointer keeps Put allocation free.
 type floatBuf struct{ s []float32 }
 
-var gemmPool sync.Pool
+// stateBuf is a pooled slice of packing states.
+type stateBuf struct{ s []atomic.Int32 }
 
-// getBuf returns a pooled buffer of at least n floats, its start aligned to
-// 64 bytes.
-func getBuf(n int) *floatBuf {
+var floatPool, statePool sync.Pool
+
+// getFloats returns a pooled buffer of at least n floats, its start aligned
+// to 64 bytes.
+func getFloats(n int) (*floatBuf, []float32) {
 	const pad = 16 // floats of slack for alignment
-	fb, _ := gemmPool.Get().(*floatBuf)
+	fb, _ := floatPool.Get().(*floatBuf)
 	if fb == nil || cap(fb.s) < n+pad {
 		fb = &floatBuf{s: make([]float32, n+pad)}
 	}
-	fb.s = fb.s[:cap(fb.s)]
-	return fb
-}
-
-func putBuf(fb *floatBuf) { gemmPool.Put(fb) }
-
-// aligned returns n floats of s starting at a 64-byte boundary.
-func aligned(s []float32, n int) []float32 {
+	s := fb.s[:cap(fb.s)]
 	off := 0
-	for off < 16 && uintptr(unsafe.Pointer(&s[off]))%64 != 0 {
+	for uintptr(unsafe.Pointer(&s[off]))%64 != 0 && off < pad {
 		off++
 	}
-	return s[off : off+n : off+n]
+	return fb, s[off : off+n : off+n]
+}
+
+// getStates returns a pooled slice of n states, all blockEmpty.
+func getStates(n int) *stateBuf {
+	sb, _ := statePool.Get().(*stateBuf)
+	if sb == nil || cap(sb.s) < n {
+		sb = &stateBuf{s: make([]atomic.Int32, n)}
+	}
+	sb.s = sb.s[:n]
+	for i := range sb.s {
+		sb.s[i].Store(blockEmpty)
+	}
+	return sb
 }
 
 func (j *gemmJob) run() {
-	kc, nc := j.kc, j.nc
-	nSteps := ((j.n + nc - 1) / nc) * ((j.k + kc - 1) / kc)
-	if j.nw == 1 {
-		fb := getBuf(kc * nc)
-		j.bufB[0] = aligned(fb.s, kc*nc)
-		j.bufB[1] = j.bufB[0]
-		j.worker(0, true)
-		putBuf(fb)
-		return
+	mr, nr := j.mr, j.nr
+	j.kc = min(j.kc, j.k)
+	j.mc = min(j.mc, roundUp(j.m, mr))
+	j.nc = min(j.nc, roundUp(j.n, nr))
+	// Enough items that the workers finish close together: split the
+	// longer side of the blocks until there are four per worker, but keep
+	// at least four tiles along each side.
+	for j.nw > 1 && ceilDiv(j.m, j.mc)*ceilDiv(j.n, j.nc) < 4*j.nw {
+		switch {
+		case j.nc/nr >= j.mc/mr && j.nc >= 8*nr:
+			j.nc = roundUp(j.nc/2, nr)
+		case j.mc >= 8*mr:
+			j.mc = roundUp(j.mc/2, mr)
+		case j.nc >= 8*nr:
+			j.nc = roundUp(j.nc/2, nr)
+		default:
+			goto split
+		}
 	}
-	fb0, fb1 := getBuf(kc*nc), getBuf(kc*nc)
-	j.bufB[0] = aligned(fb0.s, kc*nc)
-	j.bufB[1] = aligned(fb1.s, kc*nc)
-	j.steps = make([]gemmStep, nSteps)
+split:
+	j.mPad, j.nPad = roundUp(j.m, mr), roundUp(j.n, nr)
+	j.nKb, j.nIb, j.nJb = ceilDiv(j.k, j.kc), ceilDiv(j.m, j.mc), ceilDiv(j.n, j.nc)
+	fa, bufA := getFloats(j.k * j.mPad)
+	fb, bufB := getFloats(j.k * j.nPad)
+	sa, sb := getStates(j.nKb*j.nIb), getStates(j.nKb*j.nJb)
+	j.bufA, j.bufB, j.stateA, j.stateB = bufA, bufB, sa.s, sb.s
+
+	nw := min(j.nw, j.nIb*j.nJb)
 	var wg sync.WaitGroup
-	wg.Add(j.nw - 1)
-	for w := 1; w < j.nw; w++ {
+	wg.Add(nw - 1)
+	for w := 1; w < nw; w++ {
 		go func() {
 			defer wg.Done()
-			j.worker(w, false)
+			j.worker()
 		}()
 	}
-	j.worker(0, false)
+	j.worker()
 	wg.Wait()
-	putBuf(fb0)
-	putBuf(fb1)
+
+	j.bufA, j.bufB, j.stateA, j.stateB = nil, nil, nil, nil
+	floatPool.Put(fa)
+	floatPool.Put(fb)
+	statePool.Put(sa)
+	statePool.Put(sb)
 }
 
-// worker runs worker w's part of every step. With serial set it is the only
-// worker and reuses one step record and one B buffer.
-func (j *gemmJob) worker(w int, serial bool) {
-	kc0, mc0, nc0 := j.kc, j.mc, j.nc
-	fa := getBuf(mc0 * kc0)
-	bufA := aligned(fa.s, mc0*kc0)
-	defer putBuf(fa)
+func ceilDiv(x, y int) int { return (x + y - 1) / y }
+
+// claim makes sure a block is packed: the first caller packs it with pack,
+// later ones wait until that is done.
+func claim(st *atomic.Int32, pack func()) {
+	if st.Load() == blockReady {
+		return
+	}
+	if st.CompareAndSwap(blockEmpty, blockPacking) {
+		pack()
+		st.Store(blockReady)
+		return
+	}
+	for st.Load() != blockReady {
+		runtime.Gosched()
+	}
+}
+
+// worker takes items until none are left.
+func (j *gemmJob) worker() {
 	var tile [gemmMaxTile]float32
-
-	nIc := (j.m + mc0 - 1) / mc0
-	t := 0
-	for jc := 0; jc < j.n; jc += nc0 {
-		nc := min(nc0, j.n-jc)
-		nPanels := (nc + j.nr - 1) / j.nr
-		// Items: every MC block of rows times nJr runs of B panels, enough
-		// of them that a worker slowed down by something else on the
-		// machine does not hold the others up for long.
-		nJr := 1
-		if j.nw > 1 {
-			nJr = min(nPanels, max(1, (4*j.nw+nIc-1)/nIc))
+	nItems := j.nIb * j.nJb
+	for {
+		item := int(j.next.Add(1) - 1)
+		if item >= nItems {
+			return
 		}
-		perRun := (nPanels + nJr - 1) / nJr
-		nJr = (nPanels + perRun - 1) / perRun
-		nItems := nIc * nJr
-
-		for pc := 0; pc < j.k; pc += kc0 {
-			kc := min(kc0, j.k-pc)
-			bp := j.bufB[t&1]
-			var st *gemmStep
-			if !serial {
-				st = &j.steps[t]
-			}
-			t++
-
-			lo, hi := w*nPanels/j.nw, (w+1)*nPanels/j.nw
-			packB(bp, j.b, j.ldb, j.transB, j.nr, pc, jc, kc, nc, lo, hi)
-			if !serial {
-				st.packed.Add(1)
-				for st.packed.Load() < int32(j.nw) {
-					runtime.Gosched()
-				}
-			}
-
+		ib, jb := item/j.nJb, item%j.nJb
+		i0, j0 := ib*j.mc, jb*j.nc
+		mc, nc := min(j.mc, j.m-i0), min(j.nc, j.n-j0)
+		nPanels := ceilDiv(nc, j.nr)
+		for kb := 0; kb < j.nKb; kb++ {
+			p0 := kb * j.kc
+			kc := min(j.kc, j.k-p0)
+			ap := j.bufA[p0*j.mPad+i0*kc:]
+			bp := j.bufB[p0*j.nPad+j0*kc:]
+			claim(&j.stateA[kb*j.nIb+ib], func() {
+				packA(ap, j.a, j.lda, j.transA, j.mr, i0, p0, mc, kc)
+			})
+			claim(&j.stateB[kb*j.nJb+jb], func() {
+				packB(bp, j.b, j.ldb, j.transB, j.nr, p0, j0, kc, nc, 0, nPanels)
+			})
 			beta := j.beta
-			if pc > 0 {
+			if kb > 0 {
 				beta = 1
 			}
-			lastIc := -1
-			for item := 0; ; item++ {
-				if !serial {
-					item = int(st.next.Add(1) - 1)
-				}
-				if item >= nItems {
-					break
-				}
-				ic, r := item/nJr, item%nJr
-				i0 := ic * mc0
-				mc := min(mc0, j.m-i0)
-				if ic != lastIc {
-					packA(bufA, j.a, j.lda, j.transA, j.mr, i0, pc, mc, kc)
-					lastIc = ic
-				}
-				p0, p1 := r*perRun, min((r+1)*perRun, nPanels)
-				j.macro(bufA, bp, i0, jc, mc, nc, kc, p0, p1, beta, &tile)
-			}
+			j.macro(ap, bp, i0, j0, mc, nc, kc, 0, nPanels, beta, &tile)
 		}
 	}
 }

@@ -41,9 +41,10 @@ func BenchmarkSgemm(b *testing.B) {
 			b.ReportMetric(flops*float64(b.N)/float64(b.Elapsed().Nanoseconds()), "GFLOP/s")
 		}
 		b.Run(fmt.Sprintf("%dx%dx%d", m, k, n), func(b *testing.B) {
-			// "purego" is what sgemm picks on this machine; any other
-			// assembly kernel the CPU runs is timed under its own name.
-			kerns := map[string]*gemmKernel{"purego": currentKernel(), "purego-generic": genericKernel}
+			// "purego" is what sgemm picks for the shape on this machine;
+			// any other assembly kernel the CPU runs is timed under its
+			// own name.
+			kerns := map[string]*gemmKernel{"purego": kernelFor(m, n), "purego-generic": genericKernel}
 			for _, kern := range asmKernels[min(1, len(asmKernels)):] {
 				kerns["purego-"+kern.name] = kern
 			}

@@ -153,6 +153,9 @@ func TestGemmBlocked(t *testing.T) {
 		{kc: 5, mc: 2, nc: 2, nw: 1},
 		{kc: 7, mc: 1, nc: 1, nw: 3},
 		{kc: 64, mc: 3, nc: 3, nw: 2},
+		// Passes over the depth, then over rows and columns.
+		{kc: 8, mc: 2, nc: 1, nw: 2, packCap: 1000},
+		{kc: 16, mc: 1, nc: 1, nw: 2, packCap: 300},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, kern := range gemmKernels() {
@@ -165,7 +168,7 @@ func TestGemmBlocked(t *testing.T) {
 				pl.nc *= kern.nr
 			}
 			for _, tc := range gemmShapes() {
-				t.Run(fmt.Sprintf("%s/kc%d_mc%d_nc%d_w%d/%v", kern.name, pl.kc, pl.mc, pl.nc, pl.nw, tc), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/kc%d_mc%d_nc%d_w%d_cap%d/%v", kern.name, pl.kc, pl.mc, pl.nc, pl.nw, pl.packCap, tc), func(t *testing.T) {
 					a, lda, b, ldb, c, ldc := gemmOperands(tc, rng)
 					c0 := append([]float32(nil), c...)
 					gemmBlocked(pl, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
