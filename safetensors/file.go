@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -397,12 +398,12 @@ func (f *File) checkLayout() error {
 	}
 	slices.SortFunc(spans, func(a, b span) int {
 		if a.begin != b.begin {
-			return cmpInt(a.begin, b.begin)
+			return cmp.Compare(a.begin, b.begin)
 		}
 		if a.end != b.end {
-			return cmpInt(a.end, b.end)
+			return cmp.Compare(a.end, b.end)
 		}
-		return cmpString(a.name, b.name)
+		return cmp.Compare(a.name, b.name)
 	})
 	var prev span
 	for i, s := range spans {
@@ -424,26 +425,6 @@ func (f *File) checkLayout() error {
 			int64(len(f.data))-prev.end, len(f.data), prev.end)
 	}
 	return nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Path returns the path the file was opened with.

@@ -44,8 +44,10 @@ func FuzzOpen(f *testing.F) {
 	f.Add(rawFile(`{"x":{"dtype":"F8_E4M3","shape":[9223372036854775807,0],"data_offsets":[0,0]}}`, nil))
 	f.Add(rawFile(`{"__metadata__":{"a":"b"},"x":{"dtype":"BOOL","shape":[1,1,1],"data_offsets":[0,1]}}`, []byte{1}))
 
+	// One file rewritten per input (each fuzzing worker is its own
+	// process, and runs inputs one at a time).
+	p := filepath.Join(dir, "fuzz.safetensors")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p := filepath.Join(t.TempDir(), "fuzz.safetensors")
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			t.Fatal(err)
 		}

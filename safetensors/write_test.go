@@ -157,6 +157,10 @@ func TestSaveEveryReadableDType(t *testing.T) {
 			t.Errorf("%s: Float32 err %v, Int64 err %v", dt, ferr, ierr)
 		}
 	}
+	// ReadAll refuses the 8-bit floats it cannot convert, naming them.
+	if _, _, err := ReadAll(p); !errors.Is(err, ErrDType) || !strings.Contains(err.Error(), `tensor "t.F8_E4M3"`) || !strings.Contains(err.Error(), p) {
+		t.Errorf("ReadAll: %v", err)
+	}
 }
 
 func TestSaveErrorsLeaveNothing(t *testing.T) {
