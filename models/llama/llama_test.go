@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/gopeft/gopeft/kernels"
-	_ "github.com/gopeft/gopeft/kernels/purego"
+	_ "github.com/gopeft/gopeft/kernels/all"
 	"github.com/gopeft/gopeft/models/internal/golden"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/safetensors"
@@ -717,5 +717,41 @@ func TestGolden(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no golden llama case with a base check")
+	}
+}
+
+func TestCausalLMLoss(t *testing.T) {
+	be := backend(t)
+	const B, S, V = 2, 3, 4
+	logits := nn.Normal(be, nn.NewRNG(4), 0, 2, B, S, V)
+	labels := []int32{9, 1, IgnoreIndex, 5, 2, 3}
+	loss, err := CausalLMLoss(logits, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rows predicting labels[1]=1 (b0 pos0), labels[4]=2 (b1 pos0) and
+	// labels[5]=3 (b1 pos1); labels[0] and labels[3] are never targets.
+	l := logits.Data()
+	nll := func(b, s int, y int32) float64 {
+		row := to64(l[(b*S+s)*V : (b*S+s+1)*V])
+		mx := math.Inf(-1)
+		for _, x := range row {
+			mx = math.Max(mx, x)
+		}
+		z := 0.0
+		for _, x := range row {
+			z += math.Exp(x - mx)
+		}
+		return -(row[y] - mx - math.Log(z))
+	}
+	want := (nll(0, 0, 1) + nll(1, 0, 2) + nll(1, 1, 3)) / 3
+	if got := float64(loss.Item()); math.Abs(got-want) > 1e-5 {
+		t.Errorf("loss %v, want %v", got, want)
+	}
+	if _, err := CausalLMLoss(logits, []int32{0, 7, 0, 0, 0, 0}); err == nil || !strings.Contains(err.Error(), "7") {
+		t.Errorf("out-of-range label: %v", err)
+	}
+	if _, err := CausalLMLoss(logits, labels[:5]); err == nil {
+		t.Error("short labels accepted")
 	}
 }
