@@ -134,8 +134,13 @@ func (*Backend) StridedCopy(dst, src kernels.Buffer, shape, srcStrides []int) {
 	if l.size == 0 {
 		return
 	}
-	inner := l.shape[len(l.shape)-1]
-	ds, ss := l.strides[0][len(l.shape)-1], l.strides[1][len(l.shape)-1]
+	r := len(l.shape)
+	if r >= 2 && l.strides[1][r-1] != 1 && l.strides[1][r-2] == 1 {
+		transposeCopy(d, s, l)
+		return
+	}
+	inner := l.shape[r-1]
+	ds, ss := l.strides[0][r-1], l.strides[1][r-1]
 	parallelFor(l.size/inner, inner, func(lo, hi int) {
 		l.rows(lo, hi, func(_ int, offs []int) {
 			do, so := offs[0], offs[1]
@@ -154,5 +159,44 @@ func (*Backend) StridedCopy(dst, src kernels.Buffer, shape, srcStrides []int) {
 				}
 			}
 		})
+	})
+}
+
+// tile is the edge of the square blocks a transposing copy moves at a time.
+const tile = 16
+
+// transposeCopy handles a strided copy whose two innermost axes are swapped
+// in the source (the source is contiguous along the destination's second
+// innermost axis): it moves tile x tile blocks so that both the reads and
+// the writes stay within a few cache lines.
+func transposeCopy(d, s []float32, l layout) {
+	r := len(l.shape)
+	rows, cols := l.shape[r-2], l.shape[r-1]
+	sc := l.strides[1][r-1] // source stride along the destination's columns
+	// The outer axes, with a unit axis appended so that rows() visits each
+	// outer index once.
+	outer := layout{
+		shape:   append(append([]int(nil), l.shape[:r-2]...), 1),
+		strides: [][]int{append(append([]int(nil), l.strides[0][:r-2]...), 0), append(append([]int(nil), l.strides[1][:r-2]...), 0)},
+	}
+	tr := (rows + tile - 1) / tile
+	count := l.size / (rows * cols)
+	parallelFor(count*tr, tile*cols, func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			o, i0 := u/tr, (u%tr)*tile
+			i1 := min(i0+tile, rows)
+			outer.rows(o, o+1, func(_ int, offs []int) {
+				do, so := offs[0], offs[1]
+				for j0 := 0; j0 < cols; j0 += tile {
+					j1 := min(j0+tile, cols)
+					for i := i0; i < i1; i++ {
+						dst := d[do+i*cols+j0 : do+i*cols+j1]
+						for k := range dst {
+							dst[k] = s[so+(j0+k)*sc+i]
+						}
+					}
+				}
+			})
+		}
 	})
 }

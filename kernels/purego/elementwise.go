@@ -276,9 +276,44 @@ func binaryRow(op kernels.BinaryOp, d []float32, do, ds int, a []float32, ao, sa
 				dr[i] = ar[i] + y
 			}
 			return
+		case kernels.Sub:
+			for i := range dr {
+				dr[i] = ar[i] - y
+			}
+			return
 		case kernels.Mul:
 			for i := range dr {
 				dr[i] = ar[i] * y
+			}
+			return
+		case kernels.Div:
+			for i := range dr {
+				dr[i] = ar[i] / y
+			}
+			return
+		}
+	}
+	if ds == 1 && sa == 0 && sb == 1 {
+		dr, x, br := d[do:do+n], a[ao], b[bo:bo+n]
+		switch op {
+		case kernels.Add:
+			for i := range dr {
+				dr[i] = x + br[i]
+			}
+			return
+		case kernels.Sub:
+			for i := range dr {
+				dr[i] = x - br[i]
+			}
+			return
+		case kernels.Mul:
+			for i := range dr {
+				dr[i] = x * br[i]
+			}
+			return
+		case kernels.Div:
+			for i := range dr {
+				dr[i] = x / br[i]
 			}
 			return
 		}
