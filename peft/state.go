@@ -291,7 +291,7 @@ func (m *Model) loadWeights(adapter, dir string) error {
 		if err != nil {
 			return fmt.Errorf("peft: %w", err)
 		}
-		t.CopyFrom(nn.New(t.Backend(), data, t.Shape()...))
+		t.CopyFromHost(data)
 	}
 	return nil
 }

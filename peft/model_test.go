@@ -1,0 +1,443 @@
+package peft_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/safetensors"
+	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/lora"
+)
+
+// tinyMLP returns Sequential(Linear(4,6), ReLU, Linear(6,3)) with weights
+// drawn from seed: children "0", "1", "2".
+func tinyMLP(t testing.TB, seed uint64) *nn.Sequential {
+	t.Helper()
+	rng := nn.NewRNG(seed)
+	relu, err := nn.NewActivation("relu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nn.NewSequential(nn.NewLinear(nil, 4, 6, true, rng), relu, nn.NewLinear(nil, 6, 3, true, rng))
+}
+
+func tinyInput() *nn.Tensor {
+	return nn.FromHost([]float32{0.5, -1, 2, 0.25, 1, 0, -0.5, 1.5}, 2, 4)
+}
+
+// loraConfig returns a LoRA config of rank 2 on the given modules.
+func loraConfig(targets ...string) *lora.Config {
+	c := lora.NewConfig()
+	c.R = 2
+	c.Alpha = 4
+	c.TargetModules = tuners.Names(targets...)
+	return c
+}
+
+// perturb gives every trainable adapter tensor non-trivial values (LoRA's B
+// starts at zero, which would make the adapter a no-op).
+func perturb(t testing.TB, m *peft.Model, adapter string, seed uint64) {
+	t.Helper()
+	sd, err := m.StateDict(adapter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := nn.NewRNG(seed)
+	keys := make([]string, 0, len(sd))
+	for k := range sd {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		tt := sd[k]
+		tt.CopyFrom(nn.Normal(tt.Backend(), rng, 0, 0.5, tt.Shape()...))
+	}
+}
+
+func maxDiff(a, b *nn.Tensor) float64 {
+	x, y := a.Data(), b.Data()
+	d := 0.0
+	for i := range x {
+		v := float64(x[i] - y[i])
+		if v < 0 {
+			v = -v
+		}
+		d = max(d, v)
+	}
+	return d
+}
+
+func TestNewFreezesBaseAndTrainsAdapter(t *testing.T) {
+	base := tinyMLP(t, 1)
+	m, err := peft.New(base, loraConfig("0", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trainable, all := m.NumTrainableParameters()
+	// lin0: A [2,4] + B [6,2]; lin2: A [2,6] + B [3,2].
+	wantTrainable := 2*4 + 6*2 + 2*6 + 3*2
+	wantAll := wantTrainable + 6*4 + 6 + 3*6 + 3
+	if trainable != wantTrainable || all != wantAll {
+		t.Errorf("NumTrainableParameters = %d, %d; want %d, %d", trainable, all, wantTrainable, wantAll)
+	}
+	var names []string
+	for _, p := range m.TrainableParameters() {
+		names = append(names, p.Name)
+	}
+	want := []string{
+		"base_model.model.0.lora_A.default.weight", "base_model.model.0.lora_B.default.weight",
+		"base_model.model.2.lora_A.default.weight", "base_model.model.2.lora_B.default.weight",
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("TrainableParameters = %q, want %q", names, want)
+	}
+	if got := m.ActiveAdapters(); !slices.Equal(got, []string{"default"}) {
+		t.Errorf("ActiveAdapters = %q", got)
+	}
+	// The caller's config is not modified; the model's copy is.
+	if m.Config("default") == nil || m.Config("nope") != nil {
+		t.Error("Config lookup")
+	}
+}
+
+func TestNoTargetNamesThePattern(t *testing.T) {
+	_, err := peft.New(tinyMLP(t, 1), loraConfig("q_proj"))
+	if !errors.Is(err, tuners.ErrNoTarget) || !strings.Contains(err.Error(), "q_proj") {
+		t.Errorf("err = %v, want ErrNoTarget naming q_proj", err)
+	}
+	cfg := lora.NewConfig()
+	if _, err := peft.New(tinyMLP(t, 1), cfg); err == nil || !strings.Contains(err.Error(), "target_modules") {
+		t.Errorf("err = %v, want an error about target_modules (no default for this model)", err)
+	}
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	base := tinyMLP(t, 1)
+	m, err := peft.New(base, loraConfig("0", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, "default", 7)
+	x := tinyInput()
+	want := base.Forward(x)
+	dir := t.TempDir()
+	if err := m.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, peft.WeightsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotKeys := f.Names()
+	meta := f.Metadata()
+	f.Close()
+	wantKeys := []string{
+		"base_model.model.0.lora_A.weight", "base_model.model.0.lora_B.weight",
+		"base_model.model.2.lora_A.weight", "base_model.model.2.lora_B.weight",
+	}
+	if !slices.Equal(gotKeys, wantKeys) || meta["format"] != "pt" {
+		t.Errorf("saved keys %q metadata %v; want %q and format pt", gotKeys, meta, wantKeys)
+	}
+	cfg, err := peft.LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Base().InferenceMode || cfg.Base().PeftVersion == "" || cfg.Base().PeftType != "LORA" {
+		t.Errorf("saved config: %+v", cfg.Base())
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("adapter folder holds %d entries, want 2 (no temporary files)", len(entries))
+	}
+
+	fresh := tinyMLP(t, 1)
+	m2, err := peft.Load(fresh, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(fresh.Forward(x), want); d > 1e-6 {
+		t.Errorf("reloaded output differs by %g", d)
+	}
+	if n, _ := m2.NumTrainableParameters(); n != 0 {
+		t.Errorf("Load without Trainable: %d trainable, want 0", n)
+	}
+	m3, err := peft.Load(tinyMLP(t, 1), dir, peft.Trainable(true), peft.AdapterName("mine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := m3.NumTrainableParameters(); n == 0 {
+		t.Error("Load with Trainable(true): nothing trainable")
+	}
+	if got := m3.Adapters(); !slices.Equal(got, []string{"mine"}) {
+		t.Errorf("Adapters = %q", got)
+	}
+}
+
+// writeAdapter saves a config and the given tensors as an adapter folder.
+func writeAdapter(t *testing.T, dir string, cfg tuners.Config, tensors map[string]safetensors.Tensor) {
+	t.Helper()
+	if err := peft.SaveConfig(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := safetensors.Save(filepath.Join(dir, peft.WeightsName), tensors, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadIsStrict(t *testing.T) {
+	good := func() map[string]safetensors.Tensor {
+		return map[string]safetensors.Tensor{
+			"base_model.model.0.lora_A.weight": {Shape: []int{2, 4}, F32: make([]float32, 8)},
+			"base_model.model.0.lora_B.weight": {Shape: []int{6, 2}, F32: make([]float32, 12)},
+		}
+	}
+	tests := []struct {
+		name   string
+		change func(map[string]safetensors.Tensor)
+		want   string
+	}{
+		{"ok", func(map[string]safetensors.Tensor) {}, ""},
+		{"missing", func(m map[string]safetensors.Tensor) { delete(m, "base_model.model.0.lora_B.weight") }, "missing keys [\"base_model.model.0.lora_B.weight\"]"},
+		{"unexpected", func(m map[string]safetensors.Tensor) {
+			m["base_model.model.2.lora_A.weight"] = safetensors.Tensor{Shape: []int{1}, F32: []float32{0}}
+		}, "unexpected keys [\"base_model.model.2.lora_A.weight\"]"},
+		{"shape", func(m map[string]safetensors.Tensor) {
+			m["base_model.model.0.lora_A.weight"] = safetensors.Tensor{Shape: []int{4, 2}, F32: make([]float32, 8)}
+		}, "base_model.model.0.lora_A.weight: file [4 2], model [2 4]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tensors := good()
+			tt.change(tensors)
+			writeAdapter(t, dir, loraConfig("0"), tensors)
+			_, err := peft.Load(tinyMLP(t, 1), dir)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Load: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Load error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := peft.Load(tinyMLP(t, 1), t.TempDir()); err == nil || !strings.Contains(err.Error(), peft.ConfigName) {
+		t.Errorf("Load of an empty folder: %v, want an error naming %s", err, peft.ConfigName)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct{ json, want string }{
+		{`{"peft_type": "NOPE"}`, `"NOPE" is not supported`},
+		{`{"r": 2}`, "peft_type"},
+		{`{"peft_type": "LORA", "r": "x"}`, "r"},
+		{`[`, "JSON"},
+	}
+	for _, tt := range tests {
+		if _, err := peft.ParseConfig([]byte(tt.json)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseConfig(%s) = %v, want an error containing %q", tt.json, err, tt.want)
+		}
+	}
+}
+
+func TestMultipleAdapters(t *testing.T) {
+	base := tinyMLP(t, 1)
+	m, err := peft.New(base, loraConfig("0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, "default", 1)
+	if err := m.AddAdapter(loraConfig("2"), peft.AdapterName("other")); err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, "other", 2)
+	if err := m.AddAdapter(loraConfig("2"), peft.AdapterName("other")); err == nil {
+		t.Error("AddAdapter with a taken name succeeded")
+	}
+	x := tinyInput()
+	outDefault := base.Forward(x)
+	// The new adapter is not active, and not trainable.
+	for _, p := range m.TrainableParameters() {
+		if strings.Contains(p.Name, ".other.") {
+			t.Errorf("inactive adapter tensor %s is trainable", p.Name)
+		}
+	}
+	if err := m.SetAdapter("other"); err != nil {
+		t.Fatal(err)
+	}
+	outOther := base.Forward(x)
+	if maxDiff(outDefault, outOther) < 1e-4 {
+		t.Error("switching adapters did not change the output")
+	}
+	for _, p := range m.TrainableParameters() {
+		if !strings.Contains(p.Name, ".other.") {
+			t.Errorf("after SetAdapter(other), %s is trainable", p.Name)
+		}
+	}
+	if err := m.SetAdapter("missing"); err == nil {
+		t.Error("SetAdapter of an unknown adapter succeeded")
+	}
+	dir := t.TempDir()
+	if err := m.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{peft.ConfigName, peft.WeightsName, "other/" + peft.ConfigName, "other/" + peft.WeightsName} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("saved layout: %v", err)
+		}
+	}
+	// Load both back and compare outputs.
+	fresh := tinyMLP(t, 1)
+	m2, err := peft.Load(fresh, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.LoadAdapter(filepath.Join(dir, "other"), "other"); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(fresh.Forward(x), outDefault); d > 1e-6 {
+		t.Errorf("reloaded default differs by %g", d)
+	}
+	if err := m2.SetAdapter("other"); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(fresh.Forward(x), outOther); d > 1e-6 {
+		t.Errorf("reloaded other differs by %g", d)
+	}
+
+	if err := m.DeleteAdapter("other"); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.ActiveAdapters(); !slices.Equal(got, []string{"default"}) {
+		t.Errorf("after deleting the active adapter, active = %q", got)
+	}
+	if d := maxDiff(base.Forward(x), outDefault); d > 1e-6 {
+		t.Errorf("after DeleteAdapter, default output differs by %g", d)
+	}
+	if err := m.DeleteAdapter("other"); err == nil {
+		t.Error("deleting twice succeeded")
+	}
+}
+
+func TestDisableAdapters(t *testing.T) {
+	base := tinyMLP(t, 1)
+	x := tinyInput()
+	plain := base.Forward(x)
+	m, err := peft.New(base, loraConfig("0", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, "default", 3)
+	adapted := base.Forward(x)
+	sentinel := errors.New("inside")
+	err = m.DisableAdapters(func() error {
+		if d := maxDiff(base.Forward(x), plain); d > 1e-6 {
+			t.Errorf("disabled output differs from the base by %g", d)
+		}
+		return sentinel
+	})
+	if !errors.Is(err, sentinel) {
+		t.Errorf("DisableAdapters returned %v, want fn's error", err)
+	}
+	if d := maxDiff(base.Forward(x), adapted); d > 1e-6 {
+		t.Errorf("adapters not re-enabled: output differs by %g", d)
+	}
+}
+
+func TestMergeUnmergeUnload(t *testing.T) {
+	base := tinyMLP(t, 1)
+	x := tinyInput()
+	m, err := peft.New(base, loraConfig("0", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, "default", 4)
+	adapted := base.Forward(x)
+	w0 := nn.NamedParameters(base)[0].T.Data()
+	if err := m.Merge(peft.SafeMerge()); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(base.Forward(x), adapted); d > 1e-5 {
+		t.Errorf("merged output differs by %g", d)
+	}
+	if err := m.Unmerge(); err != nil {
+		t.Fatal(err)
+	}
+	w0after := nn.NamedParameters(base)[0].T.Data()
+	for i := range w0 {
+		if d := w0[i] - w0after[i]; d > 1e-6 || d < -1e-6 {
+			t.Fatalf("unmerge did not restore the base weight: %g", d)
+		}
+	}
+	out, err := m.MergeAndUnload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range nn.NamedParameters(out) {
+		if strings.Contains(p.Name, "lora") || strings.Contains(p.Name, "base_layer") {
+			t.Errorf("unloaded model still has %s", p.Name)
+		}
+	}
+	if d := maxDiff(out.(*nn.Sequential).Forward(x), adapted); d > 1e-5 {
+		t.Errorf("merged-and-unloaded output differs by %g", d)
+	}
+	if err := m.SetAdapter("default"); err == nil {
+		t.Error("the model is usable after MergeAndUnload")
+	}
+}
+
+func TestModulesToSave(t *testing.T) {
+	base := tinyMLP(t, 1)
+	x := tinyInput()
+	plain := base.Forward(x)
+	cfg := loraConfig("0")
+	cfg.ModulesToSave = []string{"2"}
+	m, err := peft.New(base, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, err := m.StateDict("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"base_model.model.2.weight", "base_model.model.2.bias"} {
+		tt, ok := sd[k]
+		if !ok || !tt.RequiresGrad() {
+			t.Errorf("modules_to_save copy %s: present %v", k, ok)
+		}
+	}
+	// Training the copy changes the output; the original stays.
+	sd["base_model.model.2.bias"].CopyFromHost([]float32{1, 2, 3})
+	if maxDiff(base.Forward(x), plain) < 0.5 {
+		t.Error("the copy is not used by Forward")
+	}
+	_ = m.DisableAdapters(func() error {
+		if d := maxDiff(base.Forward(x), plain); d > 1e-6 {
+			t.Errorf("disabled: output differs from the original by %g", d)
+		}
+		return nil
+	})
+	dir := t.TempDir()
+	if err := m.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	fresh := tinyMLP(t, 1)
+	if _, err := peft.Load(fresh, dir); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(fresh.Forward(x), base.Forward(x)); d > 1e-6 {
+		t.Errorf("reloaded modules_to_save output differs by %g", d)
+	}
+	out, err := m.MergeAndUnload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.(*nn.Sequential).Layers[2].(*nn.Linear).Bias.Data(); !slices.Equal(got, []float32{1, 2, 3}) {
+		t.Errorf("MergeAndUnload did not put the trained copy in place: bias %v", got)
+	}
+}
