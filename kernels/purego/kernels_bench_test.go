@@ -41,7 +41,9 @@ func BenchmarkKernels(b *testing.B) {
 		{"Softmax", func() { be.Softmax(d, x, rows, cols, false) }},
 		{"SoftmaxGrad", func() { be.SoftmaxGrad(d, y, x, rows, cols, false) }},
 		{"LayerNorm", func() { be.LayerNorm(d, mu, rs, x, w, bias, rows, cols, 1e-5) }},
-		{"LayerNormGrad", func() { be.LayerNormGrad(d, make(kernels.Host, cols), make(kernels.Host, cols), y, x, mu, rs, w, rows, cols) }},
+		{"LayerNormGrad", func() {
+			be.LayerNormGrad(d, make(kernels.Host, cols), make(kernels.Host, cols), y, x, mu, rs, w, rows, cols)
+		}},
 		{"RMSNorm", func() { be.RMSNorm(d, rs, x, w, rows, cols, 1e-5) }},
 		{"SumRows", func() { be.Reduce(kernels.Sum, mu, x, rows, cols, 1) }},
 		{"SumColumns", func() { be.Reduce(kernels.Sum, w, x, 1, rows, cols) }},
