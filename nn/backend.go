@@ -2,9 +2,8 @@ package nn
 
 import (
 	"github.com/gopeft/gopeft/kernels"
-	// The pure Go backend is always linked so that a default backend exists.
-	// TODO(nn): switch to kernels/all once it exists.
-	_ "github.com/gopeft/gopeft/kernels/purego"
+	// Every compiled backend is linked, so a default backend always exists.
+	_ "github.com/gopeft/gopeft/kernels/all"
 )
 
 // DefaultBackend returns the backend FromHost and the module constructors

@@ -26,7 +26,7 @@ func ExampleLinear() {
 func ExampleMatMul() {
 	a := nn.FromHost([]float32{1, 2, 3, 4}, 2, 2)
 	b := nn.FromHost([]float32{1, 0, 0, 1, 1, 1, 1, 1}, 2, 2, 2) // a batch of two
-	y := nn.MatMul(a, b)                                          // a broadcasts over the batch
+	y := nn.MatMul(a, b)                                         // a broadcasts over the batch
 	fmt.Println(y.Shape(), y.Data())
 	// Output: [2 2 2] [1 2 3 4 3 3 7 7]
 }
