@@ -283,12 +283,18 @@ func (m *Model) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("llama: %w", err)
 	}
+	want := stateNames(m.cfg)
 	tensors := map[string]safetensors.Tensor{}
 	for _, p := range nn.NamedParameters(m) {
-		if m.cfg.TieWordEmbeddings && p.Name == "lm_head.weight" {
-			continue
+		if !want[p.Name] {
+			return fmt.Errorf("llama: save %s: parameter %q is not part of a plain Llama checkpoint (merge and unload adapters first)", dir, p.Name)
 		}
 		tensors[p.Name] = safetensors.Tensor{DType: safetensors.F32, Shape: p.T.Shape(), F32: p.T.Data()}
+	}
+	for name := range want {
+		if _, ok := tensors[name]; !ok {
+			return fmt.Errorf("llama: save %s: the model has no parameter %q", dir, name)
+		}
 	}
 	if err := safetensors.Save(filepath.Join(dir, safetensors.SingleFile), tensors, map[string]string{"format": "pt"}); err != nil {
 		return fmt.Errorf("llama: %w", err)
@@ -300,6 +306,33 @@ func (m *Model) Save(dir string) error {
 		return err
 	}
 	return writeFileAtomic(filepath.Join(dir, ConfigFile), cfg)
+}
+
+// stateNames returns the state-dict names of a plain model of cfg, without
+// lm_head.weight when it is tied to the embeddings.
+func stateNames(cfg Config) map[string]bool {
+	names := map[string]bool{"model.embed_tokens.weight": true, "model.norm.weight": true}
+	if !cfg.TieWordEmbeddings {
+		names["lm_head.weight"] = true
+	}
+	for i := 0; i < cfg.NumHiddenLayers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		for _, n := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"} {
+			names[p+n+".weight"] = true
+			if cfg.AttentionBias {
+				names[p+n+".bias"] = true
+			}
+		}
+		for _, n := range []string{"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"} {
+			names[p+n+".weight"] = true
+			if cfg.MLPBias {
+				names[p+n+".bias"] = true
+			}
+		}
+		names[p+"input_layernorm.weight"] = true
+		names[p+"post_attention_layernorm.weight"] = true
+	}
+	return names
 }
 
 // writeFileAtomic writes data to a temporary file beside path and renames

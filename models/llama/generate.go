@@ -63,6 +63,12 @@ func (m *Model) Generate(prompt []int32, o GenerateOptions) ([]int32, error) {
 		if err != nil {
 			return nil, fmt.Errorf("llama: generate: %w", err)
 		}
+		// Generation never backpropagates: drop the graph the cache would
+		// otherwise keep alive when some weight requires gradients.
+		for i := range cache.layers {
+			cache.layers[i].K = cache.layers[i].K.Detach()
+			cache.layers[i].V = cache.layers[i].V.Detach()
+		}
 		row := logits.Data()
 		var next int32
 		if o.Temperature == 0 {

@@ -755,3 +755,24 @@ func TestCausalLMLoss(t *testing.T) {
 		t.Error("short labels accepted")
 	}
 }
+
+func TestSaveRefusesAdaptedModel(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 12)
+	q := m.Decoder.Layers.Blocks[0].SelfAttn.QProj
+	if err := nn.ReplaceModule(m, "model.layers.0.self_attn.q_proj", &wrapped{Base: q}); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Save(t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "model.layers.0.self_attn.q_proj.base_layer.weight") {
+		t.Errorf("Save of an adapted model: %v", err)
+	}
+}
+
+// wrapped stands in for an adapter layer: it holds the base layer as
+// "base_layer".
+type wrapped struct{ Base nn.Layer }
+
+func (w *wrapped) Children() []nn.Child             { return []nn.Child{{Name: "base_layer", Module: w.Base}} }
+func (w *wrapped) Params() []nn.Param               { return nil }
+func (w *wrapped) SetChild(string, nn.Module) error { return fmt.Errorf("no") }
+func (w *wrapped) Forward(x *nn.Tensor) *nn.Tensor  { return w.Base.Forward(x) }
