@@ -2,6 +2,4 @@
 
 package bench
 
-import _ "github.com/gopeft/gopeft/kernels/blas"
-
 var wantBackends = []string{"purego", "blas"}
