@@ -163,6 +163,8 @@ func testStridedCopy(t *testing.T, be kernels.Backend) {
 		{"reversedAxisOrderSlice", []int{3, 2, 2}, []int{1, 30, 9}, 1},
 		{"unitDims", []int{1, 3, 1, 2}, []int{100, 2, 50, 1}, 0},
 		{"emptyAxis", []int{3, 0, 2}, []int{2, 7, 1}, 0},
+		{"batchedTranspose", []int{3, 40, 50}, []int{2000, 1, 40}, 0},
+		{"broadcastTranspose", []int{2, 20, 17}, []int{0, 1, 20}, 3},
 		{"largeTranspose", []int{256, 300}, []int{1, 256}, 0},
 		{"largeBroadcast", []int{300, 257}, []int{0, 1}, 1},
 	}
