@@ -261,4 +261,3 @@ func closeF32(t *testing.T, what string, got, want []float32, atol, rtol float64
 		}
 	}
 }
-
