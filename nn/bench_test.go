@@ -2,8 +2,6 @@ package nn
 
 import (
 	"testing"
-
-	"github.com/gopeft/gopeft/kernels"
 )
 
 // The Linear benchmarks compare LinearOp with the bare GEMMs it is made of:
@@ -68,4 +66,20 @@ func BenchmarkLinearForwardBackward(b *testing.B) {
 	}
 }
 
-var _ kernels.Backend // keep the import when benchmarks change
+func BenchmarkLinearForwardNoBias(b *testing.B) {
+	x, w, _ := benchLinearInputs()
+	for b.Loop() {
+		LinearOp(x, w, nil)
+	}
+}
+
+// BenchmarkBiasFill is the part of LinearForward that is not the GEMM:
+// allocating the output and broadcasting the bias into it.
+func BenchmarkBiasFill(b *testing.B) {
+	_, _, bias := benchLinearInputs()
+	be := bias.be
+	for b.Loop() {
+		out := be.Alloc(benchRows * benchOut)
+		be.StridedCopy(out, bias.buf, []int{benchRows, benchOut}, []int{0, 1})
+	}
+}

@@ -113,46 +113,72 @@ func conv(op string, x, w, b *Tensor, n int, g kernels.ConvGeom, groups int) *Te
 		be.StridedCopy(out.buf, b.buf, []int{n, oc, l}, []int{0, 1, 0})
 		beta = 1
 	}
-	col := be.Alloc(g.C * g.KH * g.KW * l)
+	// A 1x1 kernel with stride 1 and no padding needs no unfolding: the
+	// image itself is the column matrix.
+	pointwise := g.KH == 1 && g.KW == 1 && g.StrideH == 1 && g.StrideW == 1 && g.PadH == 0 && g.PadW == 0
+	cols := func(col kernels.Buffer, i int) kernels.Buffer {
+		if pointwise {
+			return x.buf.Slice(i*img, img)
+		}
+		be.Im2Col(col, x.buf.Slice(i*img, img), g)
+		return col
+	}
+	var col kernels.Buffer
+	if !pointwise {
+		col = be.Alloc(g.C * g.KH * g.KW * l)
+	}
 	fwd := kernels.GemmArgs{M: ocg, N: l, K: kg, Alpha: 1, Beta: beta,
 		A: w.buf, LdA: kg, LdB: l, LdC: l,
 		Batch: groups, StrideA: ocg * kg, StrideB: kg * l, StrideC: ocg * l}
 	for i := range n {
-		be.Im2Col(col, x.buf.Slice(i*img, img), g)
 		call := fwd
-		call.B = col
+		call.B = cols(col, i)
 		call.C = out.buf.Slice(i*oc*l, oc*l)
 		be.Gemm(&call)
 	}
-	be.Free(col)
+	if col != nil {
+		be.Free(col)
+	}
 	return record(out, op, func(gy *Tensor) []*Tensor {
 		var gx, gw, gb *Tensor
-		col := be.Alloc(g.C * g.KH * g.KW * l)
+		var col kernels.Buffer
+		if !pointwise {
+			col = be.Alloc(g.C * g.KH * g.KW * l)
+		}
 		if needs(x) {
 			gx = newTensor(be, slices.Clone(x.shape))
 			for i := range n {
-				// dcol_g = W_g^T dY_g, then fold the columns back.
+				// dcol_g = W_g^T dY_g, then fold the columns back (for a
+				// pointwise kernel the columns are the image gradient).
+				dst := col
+				if pointwise {
+					dst = gx.buf.Slice(i*img, img)
+				}
 				be.Gemm(&kernels.GemmArgs{TransA: true, M: kg, N: l, K: ocg, Alpha: 1,
-					A: w.buf, LdA: kg, B: gy.buf.Slice(i*oc*l, oc*l), LdB: l, C: col, LdC: l,
+					A: w.buf, LdA: kg, B: gy.buf.Slice(i*oc*l, oc*l), LdB: l, C: dst, LdC: l,
 					Batch: groups, StrideA: ocg * kg, StrideB: ocg * l, StrideC: kg * l})
-				be.Col2Im(gx.buf.Slice(i*img, img), col, g)
+				if !pointwise {
+					be.Col2Im(gx.buf.Slice(i*img, img), col, g)
+				}
 			}
 		}
 		if needs(w) {
 			gw = newTensor(be, slices.Clone(w.shape))
 			for i := range n {
 				// dW_g += dY_g col_g^T
-				be.Im2Col(col, x.buf.Slice(i*img, img), g)
+				c := cols(col, i)
 				beta := float32(1)
 				if i == 0 {
 					beta = 0
 				}
 				be.Gemm(&kernels.GemmArgs{TransB: true, M: ocg, N: kg, K: l, Alpha: 1, Beta: beta,
-					A: gy.buf.Slice(i*oc*l, oc*l), LdA: l, B: col, LdB: l, C: gw.buf, LdC: kg,
+					A: gy.buf.Slice(i*oc*l, oc*l), LdA: l, B: c, LdB: l, C: gw.buf, LdC: kg,
 					Batch: groups, StrideA: ocg * l, StrideB: kg * l, StrideC: ocg * kg})
 			}
 		}
-		be.Free(col)
+		if col != nil {
+			be.Free(col)
+		}
 		if needs(b) {
 			gb = newTensor(be, slices.Clone(b.shape))
 			tmp := be.Alloc(n * oc)

@@ -217,6 +217,8 @@ func gradCases() []gradCase {
 		xu := r.p(2, 4, 4)
 		w2 := r.p(2, 2, 2, 2)
 		add("Conv2d/unbatched", func() *Tensor { return Conv2dOp(xu, w2, nil, ConvOptions{}) }, xu, w2)
+		wp, bp := r.p(4, 2, 1, 1), r.p(4)
+		add("Conv2d/pointwise-groups", func() *Tensor { return Conv2dOp(x, wp, bp, ConvOptions{Groups: 2}) }, x, wp, bp)
 		x1, k1, b1 := r.p(2, 4, 7), r.p(4, 2, 3), r.p(4)
 		o1 := ConvOptions{Stride: [2]int{2}, Padding: [2]int{2}, Dilation: [2]int{2}, Groups: 2}
 		add("Conv1d", func() *Tensor { return Conv1dOp(x1, k1, b1, o1) }, x1, k1, b1)

@@ -378,6 +378,22 @@ func TestConvForward(t *testing.T) {
 	})
 	closeTo(t, "Conv2d", got.Data(), want, 1e-5)
 
+	// A pointwise kernel skips the unfolding: compare with a 1x1 kernel
+	// that takes the Im2Col path through padding cropped away by a stride.
+	wp := r.t(6, 2, 1, 1)
+	gotP := Conv2dOp(x, wp, b, ConvOptions{Groups: 2})
+	var wantP []float64
+	rwp := refOf(wp)
+	forEachIndex([]int{2, 6, 5, 6}, func(i []int) {
+		n, oc, y, xx := i[0], i[1], i[2], i[3]
+		s := rb.v[oc]
+		for c := range 2 {
+			s += rwp.at(oc, c, 0, 0) * rx.at(n, oc/3*2+c, y, xx)
+		}
+		wantP = append(wantP, s)
+	})
+	closeTo(t, "Conv2d/pointwise", gotP.Data(), wantP, 1e-5)
+
 	// Conv1d is Conv2d with a height of one.
 	x1, k1, b1 := r.t(2, 4, 7), r.t(4, 2, 3), r.t(4)
 	o1 := ConvOptions{Stride: [2]int{2}, Padding: [2]int{2}, Dilation: [2]int{2}, Groups: 2}
