@@ -29,6 +29,10 @@ const (
 	gemmWorkPerWorker = 1 << 19
 
 	gemmMaxTile = 12 * 32 // largest mr*nr of any micro-kernel
+
+	// gemmDirect is the widest product, in B panels, whose A is read in
+	// place instead of packed; see gemmPlan.direct.
+	gemmDirect = 16
 )
 
 // gemmKernelFunc computes the mr x nr tile c = alpha*(a*b) + beta*c from a
@@ -37,14 +41,19 @@ const (
 // kc must be at least 1.
 type gemmKernelFunc func(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
+// gemmStridedFunc is a gemmKernelFunc that reads A where it lies, unpacked:
+// element (r, p) of the panel is a[r*rs + p*ss].
+type gemmStridedFunc func(kc int, a *float32, rs, ss int, b, c *float32, ldc int, alpha, beta float32)
+
 // gemmKernel is a micro-kernel with its tile shape and the cache blocking
 // that suits it (see gemm_bench_test.go for how the sizes were chosen).
 type gemmKernel struct {
 	name       string
 	fn         gemmKernelFunc
-	speed      float64 // relative speed on whole tiles, for kernelFor
-	mr, nr     int     // tile shape
-	kc, mc, nc int     // depth of the panels, rows of an A block, columns of a B block
+	strided    gemmStridedFunc // nil when the kernel has no such variant
+	speed      float64         // relative speed on whole tiles, for kernelFor
+	mr, nr     int             // tile shape
+	kc, mc, nc int             // depth of the panels, rows of an A block, columns of a B block
 }
 
 // The pure Go kernel uses the same tile and blocks as the AVX2 one: a 16-deep
@@ -123,7 +132,7 @@ func sgemmWith(kern *gemmKernel, transA, transB bool, m, n, k int, alpha float32
 		scaleRows(m, n, beta, c, ldc)
 		return
 	}
-	gemmBlocked(gemmPlan{kern: kern, kc: kern.kc, mc: kern.mc, nc: kern.nc, nw: gemmWorkers(m, n, k)},
+	gemmBlocked(gemmPlan{kern: kern, kc: kern.kc, mc: kern.mc, nc: kern.nc, nw: gemmWorkers(m, n, k), direct: gemmDirect},
 		transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
@@ -135,6 +144,10 @@ type gemmPlan struct {
 	kc, mc, nc int // mc a multiple of kern.mr, nc of kern.nr
 	nw         int
 	packCap    int // 0 means gemmPackCap
+	// direct is the widest product, in B panels, that reads A in place
+	// rather than packing it (when the kernel can): a packed A block pays
+	// for itself only by being read for many panels.
+	direct int
 }
 
 // gemmPackCap bounds, in floats, the packed copies of A and B that one pass
@@ -163,6 +176,10 @@ func gemmBlocked(pl gemmPlan, transA, transB bool, m, n, k int, alpha float32, a
 			nPass = min(n, max(nr, half/nr*nr))
 		}
 	}
+	var direct gemmStridedFunc
+	if ceilDiv(nPass, nr) <= pl.direct {
+		direct = pl.kern.strided
+	}
 	for p0 := 0; p0 < k; p0 += kPass {
 		kk := min(kPass, k-p0)
 		bet := beta
@@ -187,7 +204,8 @@ func gemmBlocked(pl gemmPlan, transA, transB bool, m, n, k int, alpha float32, a
 					alpha: alpha, beta: bet,
 					a: a[ao:], lda: lda, b: b[bo:], ldb: ldb, c: c[i0*ldc+j0:], ldc: ldc,
 					kern: pl.kern.fn, mr: mr, nr: nr,
-					kc: kc, mc: pl.mc, nc: pl.nc,
+					strided: direct,
+					kc:      kc, mc: pl.mc, nc: pl.nc,
 					nw: max(pl.nw, 1),
 				}
 				j.run()
@@ -284,9 +302,10 @@ type gemmJob struct {
 	ldc            int
 
 	kern       gemmKernelFunc
-	mr, nr     int // tile shape of kern
-	kc, mc, nc int // block sizes, clipped to the problem
-	nw         int // workers
+	strided    gemmStridedFunc // set when A is read in place, not packed
+	mr, nr     int             // tile shape of kern
+	kc, mc, nc int             // block sizes, clipped to the problem
+	nw         int             // workers
 
 	mPad, nPad     int // m and n rounded up to whole panels
 	nKb, nIb, nJb  int // blocks along k, m and n
@@ -362,10 +381,16 @@ func (j *gemmJob) run() {
 split:
 	j.mPad, j.nPad = roundUp(j.m, mr), roundUp(j.n, nr)
 	j.nKb, j.nIb, j.nJb = ceilDiv(j.k, j.kc), ceilDiv(j.m, j.mc), ceilDiv(j.n, j.nc)
-	fa, bufA := getFloats(j.k * j.mPad)
 	fb, bufB := getFloats(j.k * j.nPad)
-	sa, sb := getStates(j.nKb*j.nIb), getStates(j.nKb*j.nJb)
-	j.bufA, j.bufB, j.stateA, j.stateB = bufA, bufB, sa.s, sb.s
+	sb := getStates(j.nKb * j.nJb)
+	j.bufB, j.stateB = bufB, sb.s
+	var fa *floatBuf
+	var sa *stateBuf
+	if j.strided == nil {
+		fa, j.bufA = getFloats(j.k * j.mPad)
+		sa = getStates(j.nKb * j.nIb)
+		j.stateA = sa.s
+	}
 
 	nw := min(j.nw, j.nIb*j.nJb)
 	var wg sync.WaitGroup
@@ -380,10 +405,12 @@ split:
 	wg.Wait()
 
 	j.bufA, j.bufB, j.stateA, j.stateB = nil, nil, nil, nil
-	floatPool.Put(fa)
 	floatPool.Put(fb)
-	statePool.Put(sa)
 	statePool.Put(sb)
+	if fa != nil {
+		floatPool.Put(fa)
+		statePool.Put(sa)
+	}
 }
 
 func ceilDiv(x, y int) int { return (x + y - 1) / y }
@@ -407,6 +434,12 @@ func claim(st *atomic.Int32, pack func()) {
 // worker takes items until none are left.
 func (j *gemmJob) worker() {
 	var tile [gemmMaxTile]float32
+	var edge *floatBuf
+	var edgeA []float32
+	if j.strided != nil {
+		edge, edgeA = getFloats(j.mr * j.kc)
+		defer floatPool.Put(edge)
+	}
 	nItems := j.nIb * j.nJb
 	for {
 		item := int(j.next.Add(1) - 1)
@@ -420,11 +453,7 @@ func (j *gemmJob) worker() {
 		for kb := 0; kb < j.nKb; kb++ {
 			p0 := kb * j.kc
 			kc := min(j.kc, j.k-p0)
-			ap := j.bufA[p0*j.mPad+i0*kc:]
 			bp := j.bufB[p0*j.nPad+j0*kc:]
-			claim(&j.stateA[kb*j.nIb+ib], func() {
-				packA(ap, j.a, j.lda, j.transA, j.mr, i0, p0, mc, kc)
-			})
 			claim(&j.stateB[kb*j.nJb+jb], func() {
 				packB(bp, j.b, j.ldb, j.transB, j.nr, p0, j0, kc, nc, 0, nPanels)
 			})
@@ -432,17 +461,25 @@ func (j *gemmJob) worker() {
 			if kb > 0 {
 				beta = 1
 			}
-			j.macro(ap, bp, i0, j0, mc, nc, kc, 0, nPanels, beta, &tile)
+			if j.strided != nil {
+				j.macroDirect(edgeA, bp, i0, j0, mc, nc, kc, p0, nPanels, beta, &tile)
+				continue
+			}
+			ap := j.bufA[p0*j.mPad+i0*kc:]
+			claim(&j.stateA[kb*j.nIb+ib], func() {
+				packA(ap, j.a, j.lda, j.transA, j.mr, i0, p0, mc, kc)
+			})
+			j.macro(ap, bp, i0, j0, mc, nc, kc, nPanels, beta, &tile)
 		}
 	}
 }
 
-// macro multiplies the packed A block (mc x kc) by B panels [p0, p1) of the
-// packed B block into C at row i0, column jc.
-func (j *gemmJob) macro(ap, bp []float32, i0, jc, mc, nc, kc, p0, p1 int, beta float32, tile *[gemmMaxTile]float32) {
+// macro multiplies the packed A block (mc x kc) by the nPanels panels of
+// the packed B block into C at row i0, column jc.
+func (j *gemmJob) macro(ap, bp []float32, i0, jc, mc, nc, kc, nPanels int, beta float32, tile *[gemmMaxTile]float32) {
 	kern, alpha, c, ldc := j.kern, j.alpha, j.c, j.ldc
 	mr0, nr0 := j.mr, j.nr
-	for p := p0; p < p1; p++ {
+	for p := 0; p < nPanels; p++ {
 		jr := p * nr0
 		nr := min(nr0, nc-jr)
 		bpan := bp[p*kc*nr0:]
@@ -455,18 +492,61 @@ func (j *gemmJob) macro(ap, bp []float32, i0, jc, mc, nc, kc, p0, p1 int, beta f
 				continue
 			}
 			kern(kc, &apan[0], &bpan[0], &tile[0], nr0, 1, 0)
-			for r := 0; r < mr; r++ {
-				row := c[off+r*ldc : off+r*ldc+nr]
-				t := tile[r*nr0 : r*nr0+nr]
-				if beta == 0 {
-					for x, v := range t {
-						row[x] = alpha * v
-					}
-				} else {
-					for x, v := range t {
-						row[x] = alpha*v + beta*row[x]
-					}
-				}
+			j.addTile(tile, off, mr, nr, beta)
+		}
+	}
+}
+
+// macroDirect is macro for a job that reads A in place (j.strided set): the
+// whole panels of rows [i0, i0+mc) at depth p0 come straight from A; a last,
+// partial one is packed into edgeA first.
+func (j *gemmJob) macroDirect(edgeA, bp []float32, i0, jc, mc, nc, kc, p0, nPanels int, beta float32, tile *[gemmMaxTile]float32) {
+	kern, strided, alpha, a, c, ldc := j.kern, j.strided, j.alpha, j.a, j.c, j.ldc
+	mr0, nr0 := j.mr, j.nr
+	rs, ss := j.lda, 1 // A(i, p) is a[i*rs + p*ss]
+	if j.transA {
+		rs, ss = 1, j.lda
+	}
+	full := mc / mr0 * mr0
+	if full < mc {
+		packA(edgeA, a, j.lda, j.transA, mr0, i0+full, p0, mc-full, kc)
+	}
+	for p := 0; p < nPanels; p++ {
+		jr := p * nr0
+		nr := min(nr0, nc-jr)
+		bpan := bp[p*kc*nr0:]
+		for ir := 0; ir < mc; ir += mr0 {
+			mr := min(mr0, mc-ir)
+			off := (i0+ir)*ldc + jc + jr
+			ai := (i0+ir)*rs + p0*ss
+			switch {
+			case mr < mr0:
+				kern(kc, &edgeA[0], &bpan[0], &tile[0], nr0, 1, 0)
+			case nr < nr0:
+				strided(kc, &a[ai], rs, ss, &bpan[0], &tile[0], nr0, 1, 0)
+			default:
+				strided(kc, &a[ai], rs, ss, &bpan[0], &c[off], ldc, alpha, beta)
+				continue
+			}
+			j.addTile(tile, off, mr, nr, beta)
+		}
+	}
+}
+
+// addTile sets the mr x nr corner of C at off to alpha*tile + beta*C (C not
+// read when beta is 0); tile has rows of j.nr.
+func (j *gemmJob) addTile(tile *[gemmMaxTile]float32, off, mr, nr int, beta float32) {
+	alpha, c, ldc, nr0 := j.alpha, j.c, j.ldc, j.nr
+	for r := 0; r < mr; r++ {
+		row := c[off+r*ldc : off+r*ldc+nr]
+		t := tile[r*nr0 : r*nr0+nr]
+		if beta == 0 {
+			for x, v := range t {
+				row[x] = alpha * v
+			}
+		} else {
+			for x, v := range t {
+				row[x] = alpha*v + beta*row[x]
 			}
 		}
 	}

@@ -16,16 +16,30 @@ func sgemmKernel6x16AVX2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 //go:noescape
 func sgemmKernel12x32AVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
+// sgemmKernel6x16AVX2Strided is sgemmKernel6x16AVX2 reading A in place:
+// element (r, p) of the A panel is a[r*rs + p*ss].
+//
+//go:noescape
+func sgemmKernel6x16AVX2Strided(kc int, a *float32, rs, ss int, b, c *float32, ldc int, alpha, beta float32)
+
+// sgemmKernel12x32AVX512Strided is sgemmKernel12x32AVX512 reading A in
+// place: element (r, p) of the A panel is a[r*rs + p*ss].
+//
+//go:noescape
+func sgemmKernel12x32AVX512Strided(kc int, a *float32, rs, ss int, b, c *float32, ldc int, alpha, beta float32)
+
 // avx2Kernel keeps 12 YMM sums; its B panel of 384 steps (24 KiB) stays in
 // L1 beside the A panel (9 KiB), the A block of 192 x 384 (288 KiB) in L2.
 var avx2Kernel = &gemmKernel{name: "avx2-fma", fn: sgemmKernel6x16AVX2, speed: 1,
-	mr: 6, nr: 16, kc: 384, mc: 192, nc: 4096}
+	strided: sgemmKernel6x16AVX2Strided,
+	mr:      6, nr: 16, kc: 384, mc: 192, nc: 4096}
 
 // avx512Kernel keeps 24 ZMM sums; its B panel of 256 steps (32 KiB) stays in
 // L1 beside the A panel (12 KiB), the A block of 192 x 256 (192 KiB) in L2.
 // It runs 1.6 times as fast as avx2Kernel on whole tiles.
 var avx512Kernel = &gemmKernel{name: "avx512", fn: sgemmKernel12x32AVX512, speed: 1.6,
-	mr: 12, nr: 32, kc: 256, mc: 192, nc: 4096}
+	strided: sgemmKernel12x32AVX512Strided,
+	mr:      12, nr: 32, kc: 256, mc: 192, nc: 4096}
 
 func init() {
 	// HasAVX and HasAVX512F also check that the OS saves the vector
