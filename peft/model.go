@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gopeft/gopeft/models"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
 )
@@ -113,6 +114,21 @@ func Load(base nn.Module, dir string, opts ...Option) (*Model, error) {
 // Base returns the base model, with the adapter layers inside it.
 func (m *Model) Base() nn.Module { return m.root }
 
+// Forward runs the base model, adapters included: the Forward of a
+// models.Model base, or, for an nn.Layer base, its Forward on in.X.
+func (m *Model) Forward(in models.Input) (*nn.Tensor, error) {
+	switch b := m.root.(type) {
+	case models.Model:
+		return b.Forward(in)
+	case nn.Layer:
+		if in.X == nil {
+			return nil, fmt.Errorf("peft: the base model (%T) takes a float tensor, got token ids", m.root)
+		}
+		return b.Forward(in.X), nil
+	}
+	return nil, fmt.Errorf("peft: the base model (%T) has no Forward; call its own forward function", m.root)
+}
+
 // Adapters returns the adapter names in the order they were added.
 func (m *Model) Adapters() []string { return slices.Clone(m.order) }
 
@@ -193,11 +209,13 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 	if !ok {
 		return fmt.Errorf("peft: %s adapters (prompt learning) cannot be injected into a module tree yet", method.Type())
 	}
-	if len(m.adapters) > 0 {
-		for _, other := range m.adapters {
-			if other.method.Type() != method.Type() {
-				return fmt.Errorf("peft: adapter %q is %s but the model holds %s adapters; mixing methods is not supported", name, method.Type(), other.method.Type())
-			}
+	for _, otherName := range m.order {
+		other := m.adapters[otherName]
+		if other.method.Type() != method.Type() {
+			return fmt.Errorf("peft: adapter %q is %s but the model holds %s adapters; mixing methods is not supported", name, method.Type(), other.method.Type())
+		}
+		if biasMode(own) != "none" && biasMode(other.cfg) != "none" {
+			return fmt.Errorf("peft: adapter %q has bias %q but adapter %q already trains biases (%q): only one adapter may train biases", name, biasMode(own), otherName, biasMode(other.cfg))
 		}
 	}
 	inj, err := tuners.Inject(m.root, method, tc, name)
