@@ -580,3 +580,47 @@ func TestFanInFanOutForcedPerLayer(t *testing.T) {
 		t.Error("wrapping a GPT-2 Conv1D left fan_in_fan_out false")
 	}
 }
+
+// TestConcurrentEvalForward runs eval-mode forwards of every layer kind
+// (with DoRA) from several goroutines; -race checks they share no state.
+func TestConcurrentEvalForward(t *testing.T) {
+	for _, lc := range layerCases {
+		r := rand.New(rand.NewPCG(23, 24))
+		l := wrap(t, lc.base(r), testConfig(variant{dora: true}), "default")
+		x, ids := lc.input(r)
+		want := run(l, x, ids).Data()
+		done := make(chan []float32)
+		for range 4 {
+			go func() { done <- run(l, x, ids).Data() }()
+		}
+		for range 4 {
+			if got := <-done; !slices.Equal(got, want) {
+				t.Fatalf("%s: concurrent forward differs", lc.name)
+			}
+		}
+	}
+}
+
+func TestSetScaleAndSetChild(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	cfg := testConfig(variant{rslora: true})
+	l := wrap(t, layerCases[0].base(r), cfg, "default")
+	s0 := l.Scaling("default")
+	if want := cfg.Alpha / math.Sqrt(float64(cfg.R)); math.Abs(s0-want) > 1e-12 {
+		t.Fatalf("rslora scaling %v, want %v", s0, want)
+	}
+	l.(*Layer).SetScale("default", 0.5)
+	if got := l.Scaling("default"); math.Abs(got-s0/2) > 1e-12 {
+		t.Fatalf("SetScale(0.5): scaling %v, want %v", got, s0/2)
+	}
+	if err := l.SetChild("lora_A", layerCases[0].base(r)); err == nil {
+		t.Error("replacing lora_A succeeded")
+	}
+	if err := l.SetChild("base_layer", layerCases[3].base(r)); err == nil {
+		t.Error("replacing the Linear base by an Embedding succeeded")
+	}
+	nb := layerCases[0].base(r)
+	if err := l.SetChild("base_layer", nb); err != nil || l.Base() != nb {
+		t.Errorf("replacing the base layer: %v", err)
+	}
+}

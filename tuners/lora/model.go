@@ -34,11 +34,13 @@ func (Method) NewConfig() tuners.Config { return NewConfig() }
 // Wrap adds adapter t.Adapter to the module at t.Path: to the existing LoRA
 // layer there, or to a new one wrapping the module. The rank and alpha come
 // from rank_pattern / alpha_pattern when a pattern matches the path (PEFT's
-// rule: the first pattern p, in file order, with the path fully matching
-// `(.*\.)?(p)`), else from r / lora_alpha. Initial values are drawn from a
+// rule: the first pattern p with the path fully matching `(.*\.)?(p)`, in
+// the order of the config file, which PEFT writes sorted; for configs built
+// in Go, in sorted order), else from r / lora_alpha. Initial values are drawn from a
 // Philox stream seeded by the adapter name and path, so they are
-// reproducible run to run (but not equal to torch's draws). The new
-// adapter's tensors require gradients.
+// reproducible run to run (but not equal to torch's draws); a new layer's
+// dropout stream is seeded by its path (see SetSeed). The new adapter's
+// tensors require gradients and, on a new layer, it is the active adapter.
 //
 // Like PEFT, wrapping a Linear sets the config's fan_in_fan_out to false
 // and wrapping a GPT-2 Conv1D sets it to true.
@@ -72,6 +74,7 @@ func (Method) Wrap(t tuners.Target) (tuners.Layer, error) {
 		return nil, fmt.Errorf("lora: module %q: %w", t.Path, err)
 	}
 	c.active = []string{t.Adapter}
+	c.rng = nn.NewRNG(seedFor("dropout", t.Path))
 	if c.kind == kindEmbedding {
 		return &Embedding{core: *c}, nil
 	}
