@@ -266,9 +266,10 @@ func setLayer(dst *nn.Layer, name string, c nn.Module) error {
 
 // --- forward ---
 
-// Forward computes the logits [M, S] ids -> [M, S, vocab] for token ids
-// given row-major with shape [batch, seq]. It returns an error for an id
-// outside the vocabulary or a length that does not match the shape.
+// Forward returns the logits [batch, seq, vocab] of token ids given
+// row-major with shape [batch, seq], every position attending causally to
+// those before it. It returns an error for an id outside the vocabulary or
+// a length that does not match the shape.
 func (m *Model) Forward(ids []int32, batch, seq int) (*nn.Tensor, error) {
 	h, err := m.Embed(ids, batch, seq)
 	if err != nil {
