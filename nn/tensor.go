@@ -313,3 +313,15 @@ func sameBackend(op string, ts ...*Tensor) kernels.Backend {
 	}
 	return be
 }
+
+// Free releases t's buffer now rather than when the garbage collector finds
+// it, which matters for device memory. Neither t nor any tensor sharing its
+// buffer may be used afterwards. On a view (Reshape, Detach, a leading-axis
+// Slice) it does nothing: free the tensor that owns the buffer.
+func (t *Tensor) Free() {
+	if t.base != nil || t.buf == nil {
+		return
+	}
+	t.be.Free(t.buf)
+	t.buf = nil
+}
