@@ -678,26 +678,7 @@ func TestGolden(t *testing.T) {
 			}
 			// A checkpoint folder: config.json from the dims, the base
 			// state dict as model.safetensors.
-			d := c.ModelDims
-			cfg := Config{VocabSize: int(d["vocab"]), HiddenSize: int(d["hidden"]), NumHiddenLayers: int(d["layers"]),
-				NumAttentionHeads: int(d["heads"]), NumKeyValueHeads: int(d["kv_heads"]), IntermediateSize: int(d["intermediate"]),
-				RMSNormEps: d["rms_eps"], RopeTheta: d["rope_theta"]}
-			data, err := cfg.JSON()
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, ConfigFile), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Symlink(filepath.Join(c.Dir, "base.safetensors"), filepath.Join(dir, safetensors.SingleFile)); err != nil {
-				t.Fatal(err)
-			}
-			m, err := LoadWith(dir, LoadOptions{Mmap: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := goldenModel(t, c)
 			in := io[c.InputKey]
 			ids := make([]int32, len(in.I64))
 			for i, v := range in.I64 {
@@ -939,4 +920,89 @@ func TestTrainThroughAdapter(t *testing.T) {
 			t.Errorf("%s requires grad = %v", p.Name, p.T.RequiresGrad())
 		}
 	}
+}
+
+// TestGoldenPromptLearning checks ForwardEmbeds the way prompt tuning,
+// p-tuning and CPT use it: the saved virtual-token embeddings are prepended
+// to the token embeddings of every row, and the logits of all positions
+// must match PEFT's output_adapter.
+func TestGoldenPromptLearning(t *testing.T) {
+	cases, err := golden.Cases()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range cases {
+		if c.Model != "llama" || !slices.Contains([]string{"prompt_tuning", "p_tuning", "cpt"}, c.Method) {
+			continue
+		}
+		n++
+		t.Run(c.Name, func(t *testing.T) {
+			io, _, err := safetensors.ReadAll(filepath.Join(c.Dir, "io.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ad, _, err := safetensors.ReadAll(filepath.Join(c.Dir, "adapter", "adapter_model.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			prompt, ok := ad["prompt_embeddings"]
+			if !ok {
+				t.Fatal("adapter has no prompt_embeddings")
+			}
+			m := goldenModel(t, c)
+			in := io["input_ids"]
+			B, S := in.Shape[0], in.Shape[1]
+			ids := make([]int32, len(in.I64))
+			for i, v := range in.I64 {
+				ids[i] = int32(v)
+			}
+			h, err := m.Embed(ids, B, S)
+			if err != nil {
+				t.Fatal(err)
+			}
+			T := prompt.Shape[0]
+			p := nn.Expand(nn.New(m.Backend(), prompt.F32, 1, T, prompt.Shape[1]), B, T, prompt.Shape[1])
+			got, err := m.ForwardEmbeds(nn.Concat(1, p, h), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := io["output_adapter"]
+			if !slices.Equal(got.Shape(), want.Shape) {
+				t.Fatalf("shape %v, want %v", got.Shape(), want.Shape)
+			}
+			if ok, why := golden.Close(got.Data(), want.F32, c.Atol, c.Rtol); !ok {
+				t.Errorf("output_adapter: %s", why)
+			}
+		})
+	}
+	if n == 0 {
+		t.Fatal("no golden prompt-learning llama case")
+	}
+}
+
+// goldenModel loads a golden llama case's base.safetensors as a checkpoint.
+func goldenModel(t *testing.T, c golden.Case) *Model {
+	t.Helper()
+	d := c.ModelDims
+	cfg := Config{VocabSize: int(d["vocab"]), HiddenSize: int(d["hidden"]), NumHiddenLayers: int(d["layers"]),
+		NumAttentionHeads: int(d["heads"]), NumKeyValueHeads: int(d["kv_heads"]), IntermediateSize: int(d["intermediate"]),
+		RMSNormEps: d["rms_eps"], RopeTheta: d["rope_theta"]}
+	data, err := cfg.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(c.Dir, "base.safetensors"), filepath.Join(dir, safetensors.SingleFile)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadWith(dir, LoadOptions{Mmap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }
