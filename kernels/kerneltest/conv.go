@@ -158,7 +158,7 @@ func hfTables(seq, dim int) (cos, sin []float32) {
 // With the usual tables the inverse undoes the forward. Tolerance per
 // element 4 eps * (|x_j c_j| + |x_k s_k|); round trip 1e-6 * max|x|.
 func testRope(t *testing.T, be kernels.Backend) {
-	for _, s := range []struct{ batch, seq, dim int }{{0, 3, 4}, {1, 1, 2}, {2, 5, 8}, {3, 7, 64}, {64, 32, 128}} {
+	for _, s := range []struct{ batch, seq, dim int }{{0, 3, 4}, {1, 1, 2}, {2, 5, 8}, {3, 7, 64}, {32, 16, 128}} {
 		t.Run(fmt.Sprintf("b%d_s%d_d%d", s.batch, s.seq, s.dim), func(t *testing.T) {
 			e := newEnv(t, be)
 			n := s.batch * s.seq * s.dim
