@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/gopeft/gopeft/kernels"
-	_ "github.com/gopeft/gopeft/kernels/purego"
+	_ "github.com/gopeft/gopeft/kernels/all"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
 )
