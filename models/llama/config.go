@@ -31,6 +31,8 @@ type Config struct {
 	MLPBias               bool    `json:"mlp_bias"`
 	HiddenAct             string  `json:"hidden_act"`            // "" or "silu"
 	TorchDtype            string  `json:"torch_dtype,omitempty"` // informational: weights are always computed in float32
+	// EOSTokenID is kept verbatim: HF writes a number or a list; see EOS.
+	EOSTokenID json.RawMessage `json:"eos_token_id,omitempty"`
 	// RopeScaling is kept verbatim; any value other than null is rejected
 	// by Validate because scaled rotary embeddings are not implemented.
 	RopeScaling json.RawMessage `json:"rope_scaling,omitempty"`
@@ -135,6 +137,24 @@ func (c Config) Validate() error {
 		return bad("rope_scaling", "scaled rotary embeddings are not supported, got %s", c.RopeScaling)
 	}
 	return nil
+}
+
+// EOS returns the end-of-sequence token ids of eos_token_id (a number or
+// a list of numbers; none when absent or null), for GenerateOptions.EOS.
+func (c Config) EOS() ([]int32, error) {
+	raw := bytes.TrimSpace(c.EOSTokenID)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, nil
+	}
+	var one int32
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return []int32{one}, nil
+	}
+	var many []int32
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, fmt.Errorf("llama: config field \"eos_token_id\": %s is neither a token id nor a list of them", raw)
+	}
+	return many, nil
 }
 
 // JSON encodes c as a config.json document that HuggingFace's LlamaConfig

@@ -433,6 +433,23 @@ func TestConfig(t *testing.T) {
 			t.Errorf("%s: error %v, want one naming %q", tc.extra, err, tc.field)
 		}
 	}
+	for _, tc := range []struct {
+		json string
+		want []int32
+	}{{``, nil}, {`, "eos_token_id": null`, nil}, {`, "eos_token_id": 2`, []int32{2}}, {`, "eos_token_id": [2, 7]`, []int32{2, 7}}} {
+		c, err := ParseConfig([]byte("{" + base + tc.json + "}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if eos, err := c.EOS(); err != nil || !slices.Equal(eos, tc.want) {
+			t.Errorf("EOS of %q = %v, %v; want %v", tc.json, eos, err, tc.want)
+		}
+	}
+	if c, err := ParseConfig([]byte("{" + base + `, "eos_token_id": "x"}`)); err != nil {
+		t.Fatal(err)
+	} else if _, err := c.EOS(); err == nil || !strings.Contains(err.Error(), "eos_token_id") {
+		t.Errorf("bad eos_token_id: %v", err)
+	}
 	if _, err := ParseConfig([]byte(`{"vocab_size": "x"}`)); err == nil {
 		t.Error("malformed JSON accepted")
 	}
@@ -642,6 +659,23 @@ func TestLoadErrors(t *testing.T) {
 		_, err := Load(dir)
 		if err == nil || !strings.Contains(err.Error(), "model.layers.0.mlp.gate_proj.weight") || !strings.Contains(err.Error(), "[24 16]") {
 			t.Errorf("error %v, want one naming the mis-shaped tensor", err)
+		}
+	})
+	t.Run("rotary buffer", func(t *testing.T) {
+		// Old transformers versions saved the rotary inverse frequencies;
+		// they are recomputed, not loaded.
+		dir := t.TempDir()
+		writeCheckpoint(t, m, dir, safetensors.F32, 0)
+		all, _, err := safetensors.ReadAll(filepath.Join(dir, safetensors.SingleFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all["model.layers.0.self_attn.rotary_emb.inv_freq"] = safetensors.Tensor{Shape: []int{2}, F32: []float32{1, 0.01}}
+		if err := safetensors.Save(filepath.Join(dir, safetensors.SingleFile), all, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(dir); err != nil {
+			t.Errorf("checkpoint with a rotary buffer: %v", err)
 		}
 	})
 	t.Run("no weights", func(t *testing.T) {
