@@ -7,6 +7,7 @@ import (
 	"github.com/gopeft/gopeft/kernels"
 )
 
+// The pure Go backend is always linked in.
 func TestPureGoLinked(t *testing.T) {
 	if !slices.Contains(kernels.Names(), "purego") {
 		t.Fatalf("purego not registered; have %v", kernels.Names())
@@ -17,6 +18,7 @@ func TestPureGoLinked(t *testing.T) {
 	}
 }
 
+// Default picks the highest-priority backend that starts.
 func TestDefaultStarts(t *testing.T) {
 	t.Setenv(kernels.EnvBackend, "")
 	b, err := kernels.Default()

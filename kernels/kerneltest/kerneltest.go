@@ -8,6 +8,17 @@
 // buffer's offset or writes past its end fails. Each check states its
 // tolerance next to it; eps below is the float32 unit roundoff 2^-24.
 //
+// Where kernels.go leaves a detail open, the suite pins it down:
+//   - Rope with inverse set is the transpose of the forward map, which is
+//     its backward pass for any tables; for the usual tables, whose halves
+//     repeat, that is the forward map with sin negated.
+//   - Uniform writes lo + float32((hi-lo)*u) and Normal mean + float32(std*z),
+//     u and z being kernels.UniformAt and kernels.NormalAt of counter
+//     offset+i; [0, 1) is checked bitwise.
+//   - Gemm with Beta == 0 does not read C (it starts as NaN); the suite
+//     passes Batch >= 1 only.
+//   - NaN handling of Max, Min, ReLU and of the reductions is not checked.
+//
 // A backend's tests call it once:
 //
 //	func TestConformance(t *testing.T) { kerneltest.Run(t, mybackend.New()) }

@@ -11,6 +11,7 @@ import (
 	"github.com/gopeft/gopeft/kernels"
 )
 
+// split visits every index exactly once, in the number of pieces asked for.
 func TestSplitCoversRangeOnce(t *testing.T) {
 	for _, n := range []int{0, 1, 2, 7, 100, 1001} {
 		for _, k := range []int{1, 2, 3, 8, 2000} {
@@ -42,6 +43,8 @@ func TestSplitCoversRangeOnce(t *testing.T) {
 	}
 }
 
+// chunks splits only jobs big enough to pay for goroutines, never into more
+// pieces than GOMAXPROCS or items.
 func TestChunks(t *testing.T) {
 	procs := runtime.GOMAXPROCS(0)
 	tests := []struct {

@@ -7,6 +7,7 @@ import (
 	"github.com/gopeft/gopeft/kernels/kerneltest"
 )
 
+// The shared conformance suite, with whichever GEMM kernel the CPU selects.
 func TestConformance(t *testing.T) {
 	kerneltest.Run(t, New())
 }
@@ -19,6 +20,7 @@ func TestConformanceGenericGEMM(t *testing.T) {
 	kerneltest.Run(t, New())
 }
 
+// Importing the package registers it under its name.
 func TestRegistered(t *testing.T) {
 	b, err := kernels.Get(Name)
 	if err != nil {
