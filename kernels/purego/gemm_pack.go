@@ -1,5 +1,11 @@
 package purego
 
+// transpose8, when the CPU has one, transposes k8 consecutive 8x8 blocks:
+// element (r, c) of block g, src[r*lds + g*8 + c], goes to
+// dst[(g*8+c)*ldd + r]. Packing uses it wherever it gathers 8 rows of the
+// source into one step of a panel.
+var transpose8 func(dst *float32, ldd int, src *float32, lds int, k8 int)
+
 // packA copies rows [i0, i0+mc) and depth [p0, p0+kc) of op(A) into dst as
 // panels of mr rows: panel q holds, for each depth step p, the mr values
 // A(i0+q*mr+r, p0+p) at dst[q*kc*mr + p*mr + r]. Rows past mc are zero.
@@ -35,6 +41,17 @@ func packA(dst, a []float32, lda int, trans bool, mr, i0, p0, mc, kc int) {
 				clear(d)
 			}
 			r := 0
+			if k8 := kc / 8; transpose8 != nil && k8 > 0 {
+				for ; r+8 <= rows; r += 8 {
+					_ = a[(i+r+7)*lda+p0+k8*8-1] // the last element read
+					transpose8(&d[r], mr, &a[(i+r)*lda+p0], lda, k8)
+					for p := k8 * 8; p < kc; p++ {
+						for x := 0; x < 8; x++ {
+							d[p*mr+r+x] = a[(i+r+x)*lda+p0+p]
+						}
+					}
+				}
+			}
 			for ; r+4 <= rows; r += 4 {
 				s0 := a[(i+r)*lda+p0:][:kc]
 				s1 := a[(i+r+1)*lda+p0:][:kc]
@@ -87,6 +104,17 @@ func packB(dst, b []float32, ldb int, trans bool, nr, p0, j0, kc, nc, lo, hi int
 				clear(d)
 			}
 			c := 0
+			if k8 := kc / 8; transpose8 != nil && k8 > 0 {
+				for ; c+8 <= cols; c += 8 {
+					_ = b[(j+c+7)*ldb+p0+k8*8-1] // the last element read
+					transpose8(&d[c], nr, &b[(j+c)*ldb+p0], ldb, k8)
+					for p := k8 * 8; p < kc; p++ {
+						for x := 0; x < 8; x++ {
+							d[p*nr+c+x] = b[(j+c+x)*ldb+p0+p]
+						}
+					}
+				}
+			}
 			for ; c+4 <= cols; c += 4 {
 				s0 := b[(j+c)*ldb+p0:][:kc]
 				s1 := b[(j+c+1)*ldb+p0:][:kc]
