@@ -14,6 +14,7 @@ import (
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/peft"
 	"github.com/gopeft/gopeft/safetensors"
+	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/lora"
 )
 
@@ -112,6 +113,7 @@ func runCombos(t *testing.T, dir string, c *combosCase) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			checkCombinedConfig(t, filepath.Join(dir, "adapter", combo.Name), cfg)
 			if err := m.AddAdapter(cfg, peft.AdapterName(combo.Name), peft.Trainable(false)); err != nil {
 				t.Fatal(err)
 			}
@@ -259,5 +261,26 @@ func closeF32(t *testing.T, what string, got, want []float32, atol, rtol float64
 		if d := math.Abs(float64(got[i]) - float64(want[i])); !(d <= atol+rtol*math.Abs(float64(want[i]))) {
 			t.Fatalf("%s: element %d is %v, want %v", what, i, got[i], want[i])
 		}
+	}
+}
+
+// checkCombinedConfig compares WeightedConfig's result with the config PEFT
+// saved for the combined adapter.
+func checkCombinedConfig(t *testing.T, dir string, got *lora.Config) {
+	t.Helper()
+	want := lora.NewConfig()
+	data, err := os.ReadFile(filepath.Join(dir, peft.ConfigName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tuners.UnmarshalConfig(data, want); err != nil {
+		t.Fatal(err)
+	}
+	if got.R != want.R || got.Alpha != want.Alpha || len(got.RankPattern) != 0 || len(got.AlphaPattern) != 0 {
+		t.Errorf("combined config r %d alpha %v patterns %v %v; PEFT wrote r %d alpha %v", got.R, got.Alpha, got.RankPattern, got.AlphaPattern, want.R, want.Alpha)
+	}
+	g, w := slices.Sorted(slices.Values(got.TargetModules.Names)), slices.Sorted(slices.Values(want.TargetModules.Names))
+	if !slices.Equal(g, w) || got.TargetModules.Pattern != want.TargetModules.Pattern {
+		t.Errorf("combined target_modules %v, PEFT wrote %v", got.TargetModules, want.TargetModules)
 	}
 }

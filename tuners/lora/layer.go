@@ -20,6 +20,7 @@ const (
 	kindConv2d                // nn.Conv2d, weight [out, in/groups, kh, kw]
 )
 
+// String returns the name of the base layer type.
 func (k kind) String() string {
 	return [...]string{"Linear", "Conv1D", "Embedding", "Conv1d", "Conv2d"}[k]
 }
@@ -781,8 +782,13 @@ func (c *core) SetChild(name string, m nn.Module) error {
 // moduleDict is a container of named child modules (PEFT's ModuleDict).
 type moduleDict struct{ children []nn.Child }
 
+// Children returns the entries.
 func (d *moduleDict) Children() []nn.Child { return d.children }
-func (d *moduleDict) Params() []nn.Param   { return nil }
+
+// Params returns nil.
+func (d *moduleDict) Params() []nn.Param { return nil }
+
+// SetChild fails: entries are managed by the layer.
 func (d *moduleDict) SetChild(name string, _ nn.Module) error {
 	return fmt.Errorf("lora: cannot replace adapter container entry %q", name)
 }
@@ -791,8 +797,13 @@ func (d *moduleDict) SetChild(name string, _ nn.Module) error {
 // and bias, or PEFT's ParameterDict).
 type paramDict struct{ params []nn.Param }
 
+// Children returns nil.
 func (d *paramDict) Children() []nn.Child { return nil }
-func (d *paramDict) Params() []nn.Param   { return d.params }
+
+// Params returns the tensors.
+func (d *paramDict) Params() []nn.Param { return d.params }
+
+// SetChild fails: there are no children.
 func (d *paramDict) SetChild(name string, _ nn.Module) error {
 	return fmt.Errorf("lora: adapter tensors have no child %q", name)
 }

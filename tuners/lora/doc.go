@@ -1,0 +1,61 @@
+// Package lora is LoRA (low-rank adaptation, https://arxiv.org/abs/2106.09685)
+// as PEFT v0.20.0 computes it, with its DoRA, rsLoRA and lora_bias variants.
+//
+// # What it adapts
+//
+// Method wraps nn.Linear, GPT-2 style nn.Conv1D (weight [in, out], PEFT's
+// fan_in_fan_out), nn.Embedding, nn.Conv1d and nn.Conv2d modules. A wrapped
+// module holds any number of named adapters; each has factors A and B of
+// rank r and the scaling lora_alpha/r (lora_alpha/sqrt(r) with use_rslora).
+// The forward pass adds, for every active adapter in order,
+//
+//	Linear, Conv1D:  B(A(dropout(x))) * scaling       (+ lora_B.bias * scaling)
+//	Conv1d, Conv2d:  convB(convA(dropout(x))) * scaling (convA: the base kernel,
+//	                 stride and padding; convB: 1x1 with the base's groups)
+//	Embedding:       A^T[ids] B^T * scaling           (no dropout, as in PEFT)
+//
+// With use_dora the magnitude vector m rescales each output feature by
+// m / ||W + scaling*B A|| (norm per output feature, taken without gradient,
+// as the DoRA paper and PEFT do), and the adapter's output is
+// (s-1)*(result-bias) + s*B(A(x))*scaling for layers with a bias term
+// (result is the output so far), s*result + s*A^T[ids]B^T*scaling for
+// embeddings. Dropout is applied only in training mode (SetTraining).
+//
+// Merge folds adapters into the base weight in place (W += scaling*B A, or
+// W = m/||W + scaling*B A|| * (W + scaling*B A) for DoRA) and Unmerge undoes
+// it; a safe merge checks for NaN/Inf first and leaves the weight untouched
+// on failure. Saved tensors are named as PEFT names them: lora_A.weight,
+// lora_B.weight, lora_B.bias, lora_embedding_A, lora_embedding_B,
+// lora_magnitude_vector (see AdapterParams).
+//
+// WeightedConfig and AddWeighted are PEFT's add_weighted_adapter (linear,
+// cat, svd, ties, dare and magnitude_prune combinations).
+//
+// # Where gopeft differs from PEFT
+//
+//   - Random initial values (init_lora_weights true, false, "gaussian")
+//     come from gopeft's Philox stream, seeded by adapter name and module
+//     path: same distributions as torch's draws, different values. Loading
+//     an adapter file overwrites them, so this never affects a loaded
+//     adapter.
+//   - "pissa_niter_<n>" (PEFT: randomized SVD) uses the exact SVD, which the
+//     randomized one approximates. PiSSA and OLoRA factorise the weight on
+//     the host in float64, once, when the adapter is created.
+//   - Convolutions with dilation > 1 are refused (PEFT's lora_A ignores the
+//     dilation, which gives outputs of the wrong size); OLoRA on GPT-2
+//     Conv1D is refused (PEFT builds factors of the wrong shape there);
+//     DoRA on grouped convolutions is refused.
+//   - Options PEFT has and gopeft does not implement yet (LoftQ, EVA,
+//     CorDA, LoRA-GA, MiCA, orthogonal init, QALoRA, aLoRA, VeLoRA,
+//     MonteCLoRA, BD-LoRA, Arrow, Megatron, layer_replication,
+//     target_parameters, trainable_token_indices, ensure_weight_tying) are
+//     kept in the config for round trips, and Validate reports them as not
+//     supported yet when they are set.
+//
+// # Concurrency
+//
+// Forward and Lookup in evaluation mode may run from many goroutines at
+// once. Everything else (adding, deleting, activating, merging adapters,
+// training, switching modes) mutates the layer and must not run
+// concurrently with anything on it.
+package lora
