@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"slices"
 )
 
 // node is the autograd record of one operation: its inputs and the rule that
@@ -115,6 +116,9 @@ func (s *gradState) add(op string, x, g *Tensor) {
 	}
 	if g.be != x.be {
 		panic(fmt.Sprintf("nn: backward of %s returned a gradient on backend %s for an input on %s", op, g.be.Name(), x.be.Name()))
+	}
+	if !slices.Equal(g.shape, x.shape) {
+		g = g.view(x.shape)
 	}
 	prev, ok := s.grads[x]
 	if !ok {

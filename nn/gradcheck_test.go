@@ -143,6 +143,7 @@ func gradCases() []gradCase {
 		a := r.p(2, 3, 4)
 		add("Reshape", func() *Tensor { return Mul(a.Reshape(4, -1), r2(a.be)) }, a)
 		add("Clone", func() *Tensor { return a.Clone() }, a)
+		add("Flatten", func() *Tensor { return Mul(a.Flatten(), r2(a.be).Reshape(6, 4)) }, a)
 		add("Transpose", func() *Tensor { return Transpose(a, 0, 2) }, a)
 		add("Permute", func() *Tensor { return Permute(a, 1, 2, 0) }, a)
 		m := r.p(3, 5)
