@@ -44,6 +44,14 @@ const (
 	// InitOLoRA: A and B from a QR decomposition of the base weight, which
 	// keeps only the residual (Linear only).
 	InitOLoRA InitWeights = "olora"
+	// InitOrthogonal: A and B built from the two halves of the rows of a
+	// random orthogonal r x r matrix, so that B A = 0 while neither factor
+	// is zero (even r; Linear and GPT-2 Conv1D).
+	InitOrthogonal InitWeights = "orthogonal"
+	// InitMiCA: B from the r left singular vectors of the base weight with
+	// the smallest singular values, A zero; B stays frozen, only A trains
+	// (Linear, GPT-2 Conv1D and Embedding).
+	InitMiCA InitWeights = "mica"
 )
 
 // pissaNiterPrefix starts "pissa_niter_<n>" (fast randomized SVD in PEFT).
@@ -52,7 +60,7 @@ const pissaNiterPrefix = "pissa_niter_"
 // unsupportedInits are init_lora_weights values PEFT knows that gopeft does
 // not implement yet.
 var unsupportedInits = map[InitWeights]bool{
-	"eva": true, "corda": true, "loftq": true, "orthogonal": true, "mica": true, "lora_ga": true,
+	"eva": true, "corda": true, "loftq": true, "lora_ga": true,
 }
 
 // effective returns the value with the empty default resolved.
@@ -245,7 +253,7 @@ func (c *Config) Validate() error {
 	}
 	init := c.InitLoRAWeights.effective()
 	switch {
-	case init.IsBool(), init == InitGaussian, init == InitPiSSA, init == InitOLoRA:
+	case init.IsBool(), init == InitGaussian, init == InitPiSSA, init == InitOLoRA, init == InitOrthogonal, init == InitMiCA:
 	case strings.HasPrefix(string(init), pissaNiterPrefix):
 		if _, ok := init.pissaNiter(); !ok {
 			return fmt.Errorf("lora: init_lora_weights %q: want pissa_niter_<non-negative integer>", init)
@@ -273,6 +281,12 @@ func (c *Config) Validate() error {
 	}
 	if c.LoRABias && !init.IsBool() {
 		return fmt.Errorf("lora: lora_bias=true needs init_lora_weights true or false, got %q", init)
+	}
+	if init == InitOrthogonal && c.R%2 != 0 {
+		return fmt.Errorf("lora: init_lora_weights %q needs an even r, got %d", init, c.R)
+	}
+	if init == InitMiCA && c.UseDoRA {
+		return fmt.Errorf("lora: init_lora_weights %q cannot be combined with use_dora=true", init)
 	}
 	if c.LoRABias && c.UseDoRA {
 		return fmt.Errorf("lora: lora_bias=true is not supported together with use_dora=true")

@@ -174,3 +174,48 @@ func householderQR(a *mat.Dense) (q, r *mat.Dense) {
 	}
 	return q, r
 }
+
+// micaInit sets B to the r left singular vectors of the base weight (as
+// [out, in]; [dim, vocab] for embeddings) with the smallest singular values
+// and leaves A zero, so the adapter starts as a no-op; B is then frozen.
+func (c *core) micaInit(name string, a *adapter) error {
+	w := c.weight.Detach()
+	rows, cols := c.out, c.in
+	if a.r > min(rows, cols) {
+		return fmt.Errorf("lora: adapter %q: MiCA needs r <= min(out, in) = %d, got r = %d", name, min(rows, cols), a.r)
+	}
+	var svd mat.SVD
+	if ok := svd.Factorize(hostMatrix(w, c.kind == kindConv1D || c.kind == kindEmbedding), mat.SVDThin); !ok {
+		return fmt.Errorf("lora: adapter %q: MiCA: SVD of the base weight did not converge", name)
+	}
+	var u mat.Dense
+	svd.UTo(&u)
+	k := min(rows, cols)
+	a.b.CopyFrom(toTensor(u.Slice(0, rows, k-a.r, k), w))
+	return nil
+}
+
+// orthogonalInit draws a random orthogonal r x r matrix Q and sets, as PEFT
+// does, A = (G1 @ Q[0::2])^T / 10 and B = (G2^T @ Q[1::2]) / 10 with G1 [in, r/2] and G2 [r/2, out] standard
+// normal. The two row sets of Q are orthogonal, so B A = 0.
+func (c *core) orthogonalInit(name string, a *adapter, rng *nn.RNG) error {
+	r := a.r
+	if r%2 != 0 {
+		return fmt.Errorf("lora: adapter %q: orthogonal init needs an even r, got %d", name, r)
+	}
+	be := c.weight.Backend()
+	q, _ := householderQR(hostMatrix(nn.Normal(be, rng, 0, 1, r, r), false))
+	odd := mat.NewDense(r/2, r, nil)
+	even := mat.NewDense(r/2, r, nil)
+	for i := range r / 2 {
+		for j := range r {
+			odd.Set(i, j, q.At(2*i, j))
+			even.Set(i, j, q.At(2*i+1, j))
+		}
+	}
+	g1 := nn.Normal(be, rng, 0, 1, c.in, r/2)
+	g2 := nn.Normal(be, rng, 0, 1, r/2, c.out)
+	a.a.CopyFrom(nn.Scale(nn.T(nn.MatMul(g1, toTensor(odd, c.weight))), 0.1))
+	a.b.CopyFrom(nn.Scale(nn.MatMulT(g2, toTensor(even, c.weight), true, false), 0.1))
+	return nil
+}

@@ -285,3 +285,68 @@ func TestHouseholderQR(t *testing.T) {
 		}
 	}
 }
+
+func TestOrthogonalInit(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	for _, lc := range []int{0, 2} { // Linear, GPT-2 Conv1D
+		l := wrap(t, layerCases[lc].base(r), initConfig(InitOrthogonal, 4, 4), "default")
+		a := l.coreOf().adapters["default"]
+		if allZero(a.a.Data()) || allZero(a.b.Data()) {
+			t.Fatalf("%s: orthogonal init left a factor zero", layerCases[lc].name)
+		}
+		d, err := l.DeltaWeight("default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, m := stats(d.Data()); m > 1e-6 {
+			t.Fatalf("%s: orthogonal init: B A is not zero (max %g)", layerCases[lc].name, m)
+		}
+	}
+	if err := initConfig(InitOrthogonal, 3, 3).Validate(); err == nil || !strings.Contains(err.Error(), "even") {
+		t.Errorf("odd rank: Validate err = %v", err)
+	}
+	_, err := Method{}.Wrap(tuners.Target{Path: "c", Module: layerCases[5].base(r), Config: initConfig(InitOrthogonal, 2, 2), Adapter: "default"})
+	if err == nil {
+		t.Error("orthogonal init on a Conv2d succeeded")
+	}
+}
+
+func TestMiCAInit(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, lc := range []int{0, 2, 3} { // Linear, GPT-2 Conv1D, Embedding
+		name := layerCases[lc].name
+		l := wrap(t, layerCases[lc].base(r), initConfig(InitMiCA, 2, 4), "default")
+		c := l.coreOf()
+		a := c.adapters["default"]
+		if !allZero(a.a.Data()) {
+			t.Fatalf("%s: MiCA A is not zero", name)
+		}
+		if a.b.RequiresGrad() || !a.a.RequiresGrad() {
+			t.Fatalf("%s: MiCA: B trainable %v, A trainable %v; want frozen B, trainable A", name, a.b.RequiresGrad(), a.a.RequiresGrad())
+		}
+		l.SetTrainable("default", true)
+		if a.b.RequiresGrad() {
+			t.Fatalf("%s: SetTrainable made MiCA's B trainable", name)
+		}
+		// B^T W (W as [out, in]) has the r smallest singular values of W.
+		w := from32(c.weight)
+		rows, cols := c.out, c.in
+		wd := w.d
+		if c.kind != kindLinear {
+			wd = transpose64(w.d, cols, rows)
+		}
+		B := from32(a.b).d
+		btw := matmulT64(transpose64(B, rows, 2), 2, rows, transpose64(wd, rows, cols), cols)
+		var got, all mat.SVD
+		got.Factorize(mat.NewDense(2, cols, btw), mat.SVDNone)
+		all.Factorize(mat.NewDense(rows, cols, wd), mat.SVDNone)
+		sv, gv := all.Values(nil), got.Values(nil)
+		k := len(sv)
+		if math.Abs(gv[0]-sv[k-2]) > 1e-4 || math.Abs(gv[1]-sv[k-1]) > 1e-4 {
+			t.Fatalf("%s: singular values of B^T W %v, want the smallest of W %v", name, gv, sv[k-2:])
+		}
+	}
+	if err := func() error { c := initConfig(InitMiCA, 2, 2); c.UseDoRA = true; return c.Validate() }(); err == nil {
+		t.Error("MiCA with DoRA validated")
+	}
+}

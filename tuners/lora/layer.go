@@ -35,6 +35,8 @@ type adapter struct {
 	rslora  bool
 	dropout float32
 	dora    bool
+	// frozenB marks a B factor training must not update (MiCA).
+	frozenB bool
 
 	// a is lora_A.weight ([r, in], [r, in, k...] for convolutions) or
 	// lora_embedding_A ([r, vocab]); b is lora_B.weight ([out, r],
@@ -50,9 +52,13 @@ type adapter struct {
 	mergedNorm *nn.Tensor
 }
 
-// params lists the adapter's tensors.
-func (a *adapter) params() []*nn.Tensor {
-	ps := []*nn.Tensor{a.a, a.b}
+// trainable lists the adapter's tensors that training updates (all but a
+// frozen B).
+func (a *adapter) trainable() []*nn.Tensor {
+	ps := []*nn.Tensor{a.a}
+	if !a.frozenB {
+		ps = append(ps, a.b)
+	}
 	if a.bBias != nil {
 		ps = append(ps, a.bBias)
 	}
@@ -224,7 +230,8 @@ func (c *core) addAdapter(name string, o adapterOptions) error {
 			a.magnitude = norm
 		}
 	}
-	for _, p := range a.params() {
+	a.b.SetRequiresGrad(false)
+	for _, p := range a.trainable() {
 		p.SetRequiresGrad(o.trainer)
 	}
 	c.adapters[name] = a
@@ -254,6 +261,13 @@ func (c *core) initAdapter(name string, a *adapter, init InitWeights, rng *nn.RN
 	if rng == nil {
 		rng = nn.NewRNG(0)
 	}
+	if init == InitMiCA {
+		if c.kind.isConv() {
+			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
+		}
+		a.frozenB = true
+		return c.micaInit(name, a)
+	}
 	if c.kind == kindEmbedding {
 		// PEFT draws both factors from N(0, 1) and, unless
 		// init_lora_weights is false, then zeroes A.
@@ -281,6 +295,11 @@ func (c *core) initAdapter(name string, a *adapter, init InitWeights, rng *nn.RN
 			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
 		}
 		return c.pissaInit(name, a)
+	case init == InitOrthogonal:
+		if c.kind.isConv() {
+			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
+		}
+		return c.orthogonalInit(name, a, rng)
 	case init == InitOLoRA:
 		if c.kind != kindLinear {
 			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is only supported for Linear layers, not %s", name, init, c.kind)
@@ -631,7 +650,7 @@ func (c *core) SetActive(names []string) {
 // SetTrainable makes adapter's tensors require gradients or not.
 func (c *core) SetTrainable(adapter string, on bool) {
 	if a, ok := c.adapters[adapter]; ok {
-		for _, p := range a.params() {
+		for _, p := range a.trainable() {
 			p.SetRequiresGrad(on)
 		}
 	}
