@@ -195,7 +195,7 @@ func (c *Checkpoint) Info(name string) (Info, error) {
 }
 
 // Float32 returns the named tensor as float32, as File.Float32 does: F32
-// data may alias the shard's memory, read-only and valid until Close.
+// data may alias the shard's memory, copy-on-write (see File.Float32) and valid until Close.
 func (c *Checkpoint) Float32(name string) ([]float32, error) {
 	f, err := c.File(name)
 	if err != nil {

@@ -62,7 +62,7 @@ func ExampleOpen() {
 	defer f.Close()
 	for _, name := range f.Names() {
 		info, _ := f.Info(name)
-		// F32 data comes straight from the mapping (read-only, valid
+		// F32 data comes straight from the mapping (copy-on-write, valid
 		// until Close); F16 is converted into a new slice.
 		v, err := f.Float32(name)
 		if err != nil {

@@ -90,7 +90,7 @@ func (i Info) Len() int {
 // concurrently with any other method.
 type File struct {
 	path   string
-	buf    []byte // the whole file: a read-only mapping, or a heap copy
+	buf    []byte // the whole file: a private copy-on-write mapping, or a heap copy
 	data   []byte // buf past the header
 	infos  map[string]Info
 	names  []string
@@ -471,9 +471,9 @@ func (f *File) lookup(name string) ([]byte, Info, error) {
 }
 
 // Raw returns the named tensor's bytes as stored (little-endian,
-// row-major). The slice aliases the file's memory: it is read-only (the
-// mapping is read-only, and writing to it would crash the program) and
-// valid until Close.
+// row-major). The slice aliases the file's memory and is valid until
+// Close. The mapping is private and copy-on-write: writing to the slice
+// changes this process's view only, never the file.
 func (f *File) Raw(name string) ([]byte, error) {
 	b, _, err := f.lookup(name)
 	return b, err
@@ -484,10 +484,11 @@ func (f *File) Raw(name string) ([]byte, error) {
 // For an F32 tensor whose data is 4-byte aligned in memory (always the
 // case for files written by this package or by the Python library, whose
 // headers are padded to a multiple of 8 bytes) on a little-endian machine,
-// the slice aliases the file's memory instead of copying it: it is
-// read-only (writing to it would crash the program: the mapping is
-// read-only) and valid until Close. Copy it (slices.Clone) to modify it or
-// to keep it longer. Otherwise, and for F16, BF16 and F64 tensors, the
+// the slice aliases the file's memory instead of copying it, and is valid
+// until Close (copy it with slices.Clone to keep it longer). The mapping is
+// private and copy-on-write, so writing to the slice (merging an adapter
+// into a base weight in place) is allowed: the touched pages become private
+// memory and the file is never changed. Otherwise, and for F16, BF16 and F64 tensors, the
 // result is a new slice converted exactly (F64 rounds to nearest).
 // Other dtypes return an error matching ErrDType.
 func (f *File) Float32(name string) ([]float32, error) {

@@ -1,6 +1,7 @@
 package safetensors
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -247,5 +248,42 @@ func TestInt64Conversions(t *testing.T) {
 	defer f.Close()
 	if _, err := f.Int64("t"); !errors.Is(err, ErrDType) {
 		t.Errorf("U64 overflow: %v", err)
+	}
+}
+
+// TestMappedWritesStayPrivate checks the copy-on-write promise of Float32:
+// writing through a zero-copy slice (as merging an adapter into a mapped base
+// weight does) changes what this process sees but never the file.
+func TestMappedWritesStayPrivate(t *testing.T) {
+	vals := []float32{1, 2, 3, 4}
+	hdr := `{"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}`
+	hdr += strings.Repeat(" ", (8-len(hdr)%8)%8)
+	path := writeTemp(t, "x.safetensors", rawFile(hdr, f32bytes(vals...)))
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Float32("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got[0] = 42
+	again, _ := f.Float32("x")
+	if again[0] != 42 {
+		t.Errorf("write through the slice not visible to the same File: %v", again)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("writing to a mapped tensor changed the file")
 	}
 }

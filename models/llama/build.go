@@ -162,13 +162,14 @@ func New(be kernels.Backend, cfg Config, seed uint64) (*Model, error) {
 type LoadOptions struct {
 	// Backend holds the weights; nil means kernels.Default().
 	Backend kernels.Backend
-	// Mmap keeps float32 weights in the checkpoint files' read-only memory
-	// mappings instead of copying them (on host backends), which saves
-	// their size in memory. The files stay open until Model.Close. Such a
-	// model's base weights must never be written: merging an adapter into
-	// it (or loading a state dict over it) would crash the program.
-	// Weights stored as F16 or BF16 are converted, hence copied, either way.
-	Mmap bool
+	// Copy reads float32 weights into ordinary memory instead of using the
+	// checkpoint files' memory mappings. By default (on host backends) F32
+	// weights stay in private copy-on-write mappings, which costs no memory
+	// until a weight is written: merging an adapter copies only the pages
+	// it touches, and the files are never changed. The mapped files stay
+	// open until Model.Close. Weights stored as F16 or BF16 are converted,
+	// hence copied, either way.
+	Copy bool
 }
 
 // Load reads a HuggingFace Llama checkpoint folder: config.json and either
@@ -217,10 +218,10 @@ func LoadWith(dir string, o LoadOptions) (*Model, error) {
 		}
 		used[name] = true
 		// F16/BF16/F64 data was converted into a fresh slice, which the
-		// tensor may own; F32 data aliases the read-only mapping and is
-		// copied unless the caller asked to keep the mapping.
+		// tensor may own; F32 data aliases the copy-on-write mapping and is
+		// copied only when the caller asked for a copy.
 		var buf kernels.Buffer
-		if o.Mmap || info.DType != safetensors.F32 {
+		if !o.Copy || info.DType != safetensors.F32 {
 			if b, ok := be.Wrap(data); ok {
 				buf = b
 			}
@@ -260,7 +261,7 @@ func LoadWith(dir string, o LoadOptions) (*Model, error) {
 		}
 		return nil, fmt.Errorf("llama: %s: unexpected tensors %s", dir, strings.Join(extra, ", "))
 	}
-	if o.Mmap {
+	if !o.Copy {
 		keep = true
 		m.closers = append(m.closers, ck)
 	}

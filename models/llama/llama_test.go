@@ -537,7 +537,7 @@ func TestLoadCheckpoints(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			writeCheckpoint(t, m, dir, tc.dtype, tc.perShard)
-			got, err := LoadWith(dir, LoadOptions{Mmap: tc.mmap})
+			got, err := LoadWith(dir, LoadOptions{Copy: !tc.mmap})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1033,7 +1033,7 @@ func goldenModel(t *testing.T, c golden.Case) *Model {
 	if err := os.Symlink(filepath.Join(c.Dir, "base.safetensors"), filepath.Join(dir, safetensors.SingleFile)); err != nil {
 		t.Fatal(err)
 	}
-	m, err := LoadWith(dir, LoadOptions{Mmap: true})
+	m, err := LoadWith(dir, LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

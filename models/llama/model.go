@@ -77,7 +77,7 @@ func (m *Model) Config() Config { return m.cfg }
 func (m *Model) Backend() kernels.Backend { return m.be }
 
 // Close releases the checkpoint files whose memory the weights may use
-// (see LoadOptions.Mmap). The model must not be used afterwards. Closing a
+// (see LoadOptions.Copy). The model must not be used afterwards. Closing a
 // model that owns no files, or closing twice, is harmless.
 func (m *Model) Close() error {
 	var first error
