@@ -34,11 +34,10 @@
 // # Where gopeft differs from PEFT
 //
 //   - Random initial values (init_lora_weights true, false, "gaussian",
-//     "orthogonal")
-//     come from gopeft's Philox stream, seeded by adapter name and module
-//     path: same distributions as torch's draws, different values. Loading
-//     an adapter file overwrites them, so this never affects a loaded
-//     adapter.
+//     "orthogonal") come from gopeft's Philox stream, seeded by adapter
+//     name and module path: same distributions as torch's draws, different
+//     values. Loading an adapter file overwrites them, so this never
+//     affects a loaded adapter.
 //   - "pissa_niter_<n>" (PEFT: randomized SVD) uses the exact SVD, which the
 //     randomized one approximates. PiSSA, OLoRA and MiCA factorise the
 //     weight on the host in float64, once, when the adapter is created;
@@ -48,8 +47,8 @@
 //     Conv1D is refused (PEFT builds factors of the wrong shape there);
 //     DoRA on grouped convolutions is refused.
 //   - Options PEFT has and gopeft does not implement yet (LoftQ, EVA,
-//     CorDA, LoRA-GA, QALoRA, aLoRA, VeLoRA,
-//     MonteCLoRA, BD-LoRA, Arrow, Megatron, layer_replication,
+//     CorDA, LoRA-GA, QALoRA, aLoRA, VeLoRA, MonteCLoRA, BD-LoRA, Arrow,
+//     Megatron, layer_replication,
 //     target_parameters, trainable_token_indices, ensure_weight_tying) are
 //     kept in the config for round trips, and Validate reports them as not
 //     supported yet when they are set.
