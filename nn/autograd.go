@@ -109,7 +109,9 @@ func (s *gradState) exclusive(g *Tensor) bool {
 	return s.refs[st] == 1 && !s.kept[st] && st != s.foreign
 }
 
-// add accumulates gradient g into the pending gradient of x.
+// add accumulates gradient g into the pending gradient of x. It frees
+// nothing that g refers to: the caller releases the node's gradients once
+// all of them have been added.
 func (s *gradState) add(op string, x, g *Tensor) {
 	if g.Len() != x.Len() {
 		panic(fmt.Sprintf("nn: backward of %s returned a gradient of shape %v for an input of shape %v", op, g.shape, x.shape))
@@ -128,13 +130,11 @@ func (s *gradState) add(op string, x, g *Tensor) {
 	}
 	if s.exclusive(prev) {
 		x.be.Axpy(prev.buf, g.buf, 1)
-		s.free(g.storage())
 		return
 	}
 	sum := addRaw(prev, g)
 	s.refs[prev.storage()]--
 	s.free(prev.storage())
-	s.free(g.storage())
 	s.grads[x] = sum
 	s.refs[sum]++
 }
@@ -170,9 +170,26 @@ func (t *Tensor) backward(seed *Tensor, ownSeed bool) {
 		if len(ins) != len(x.node.inputs) {
 			panic(fmt.Sprintf("nn: backward of %s returned %d gradients for %d inputs", x.node.op, len(ins), len(x.node.inputs)))
 		}
+		// Hold every returned gradient while they are added, so that none is
+		// written in place or released while another still reads it.
+		for _, gi := range ins {
+			if gi != nil {
+				s.refs[gi.storage()]++
+			}
+		}
 		for j, in := range x.node.inputs {
 			if needs(in) && ins[j] != nil {
 				s.add(x.node.op, in, ins[j])
+			}
+		}
+		for _, gi := range ins {
+			if gi != nil {
+				s.refs[gi.storage()]--
+			}
+		}
+		for _, gi := range ins {
+			if gi != nil {
+				s.free(gi.storage())
 			}
 		}
 		s.free(st)

@@ -189,3 +189,31 @@ func TestTensorBasics(t *testing.T) {
 	}()
 	x.Reshape(4, 2)
 }
+
+// fanOp returns a*1 + a*2 + b with a backward rule that hands the same
+// upstream gradient to several inputs, including one input twice, so that
+// in-place accumulation must not touch a buffer another input still reads.
+func fanOp(a, b *Tensor) *Tensor {
+	out := addRaw(affineRaw(a, 3, 0), b)
+	return record(out, "fan", func(g *Tensor) []*Tensor {
+		return []*Tensor{g, affineRaw(g, 2, 0), g, g.view(g.shape)}
+	}, a, a, b, b)
+}
+
+func TestGradientFanOut(t *testing.T) {
+	for _, poison := range []bool{false, true} {
+		be := testBackend()
+		if poison {
+			be = poisonBackend{DefaultBackend()}
+		}
+		a := New(be, []float32{1, 2}).SetRequiresGrad(true)
+		b := New(be, []float32{3, 4}).SetRequiresGrad(true)
+		c := New(be, []float32{5, 6}).SetRequiresGrad(true)
+		// c's pending gradient exists before fanOp's backward runs.
+		loss := SumAll(Add(Mul(fanOp(a, b), New(be, []float32{1, 10})), c))
+		loss.Backward()
+		closeTo(t, "a.grad", a.Grad().Data(), []float64{3, 30}, 0)
+		closeTo(t, "b.grad", b.Grad().Data(), []float64{2, 20}, 0)
+		closeTo(t, "c.grad", c.Grad().Data(), []float64{1, 1}, 0)
+	}
+}
