@@ -60,7 +60,7 @@ type gemmKernel struct {
 // B panel of 384 steps (24 KiB) stays in L1, an A block of 192 x 384
 // (288 KiB) in L2, the B block in L3.
 var genericKernel = &gemmKernel{name: "generic", fn: gemmKernelGeneric, speed: 0.1,
-	mr: 6, nr: 16, kc: 384, mc: 192, nc: 4096}
+	mr: 6, nr: 16, kc: 384, mc: 192, nc: 768}
 
 var (
 	// asmKernels are the assembly micro-kernels the CPU supports, the
@@ -148,6 +148,7 @@ type gemmPlan struct {
 	// rather than packing it (when the kernel can): a packed A block pays
 	// for itself only by being read for many panels.
 	direct int
+	scheme int // schemeAuto, or the one the test wants
 }
 
 // gemmPackCap bounds, in floats, the packed copies of A and B that one pass
@@ -156,29 +157,53 @@ type gemmPlan struct {
 // depth block is too large.
 const gemmPackCap = 1 << 23
 
+// Ways of sharing a product among workers; see gemmJob.
+const (
+	schemeAuto  = iota
+	schemeTiles // items are blocks of C; A and B packed once, shared
+	schemeCols  // items are column strips of C; A packed once, B per item
+)
+
 // gemmBlocked runs the packed product for m, n, k > 0 and alpha != 0, with
 // beta already normalised (no -0), in as many passes as gemmPackCap needs.
 func gemmBlocked(pl gemmPlan, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	mr, nr := pl.kern.mr, pl.kern.nr
 	kc := min(pl.kc, k)
+	nw := max(pl.nw, 1)
 	capF := pl.packCap
 	if capF == 0 {
 		capF = gemmPackCap
 	}
+	mPad, nPad := roundUp(m, mr), roundUp(n, nr)
+	var direct gemmStridedFunc
+	scheme, need := pl.scheme, mPad+nPad // need: floats packed per step of depth
+	switch {
+	case pl.kern.strided != nil && nPad/nr <= pl.direct:
+		// A is read in place; only B is packed (and shared).
+		direct, scheme, need = pl.kern.strided, schemeTiles, nPad
+	case scheme == schemeCols || scheme == schemeAuto && nPad/nr >= 8*nw:
+		// Enough columns that every worker gets strips of them.
+		scheme, need = schemeCols, mPad
+	default:
+		scheme = schemeTiles
+	}
 	mPass, nPass, kPass := m, n, k
-	if need := roundUp(m, mr) + roundUp(n, nr); need*k > capF {
+	if need*k > capF {
 		// Cut the depth first: passes over k share nothing, so they cost
-		// only a join. Below one block of depth, cut rows and columns.
+		// only a join. Below one block of depth, cut rows or columns.
 		kPass = max(kc, capF/need/kc*kc)
 		if need*kc > capF {
-			half := capF / kc / 2
-			mPass = min(m, max(mr, half/mr*mr))
-			nPass = min(n, max(nr, half/nr*nr))
+			rows := max(capF/kc, 1)
+			switch {
+			case direct != nil:
+				nPass = min(n, max(nr, rows/nr*nr))
+			case scheme == schemeCols:
+				mPass = min(m, max(mr, rows/mr*mr))
+			default:
+				mPass = min(m, max(mr, rows/2/mr*mr))
+				nPass = min(n, max(nr, rows/2/nr*nr))
+			}
 		}
-	}
-	var direct gemmStridedFunc
-	if ceilDiv(nPass, nr) <= pl.direct {
-		direct = pl.kern.strided
 	}
 	for p0 := 0; p0 < k; p0 += kPass {
 		kk := min(kPass, k-p0)
@@ -205,8 +230,9 @@ func gemmBlocked(pl gemmPlan, transA, transB bool, m, n, k int, alpha float32, a
 					a: a[ao:], lda: lda, b: b[bo:], ldb: ldb, c: c[i0*ldc+j0:], ldc: ldc,
 					kern: pl.kern.fn, mr: mr, nr: nr,
 					strided: direct,
+					cols:    scheme == schemeCols,
 					kc:      kc, mc: pl.mc, nc: pl.nc,
-					nw: max(pl.nw, 1),
+					nw: nw,
 				}
 				j.run()
 			}
@@ -279,17 +305,24 @@ func roundUp(x, to int) int { return (x + to - 1) / to * to }
 
 // gemmJob is one pass of a matrix product, shared by nw workers.
 //
-// The work items are the blocks of C, mc rows by nc columns; a worker takes
-// the next one from a shared counter and runs the whole depth of the product
-// over it, so items never wait for each other and a worker that the machine
-// slows down holds up at most the item it is on. The packed copies of A and
-// B are shared: each block of depth kc is packed once, by the first worker
-// that needs it (the others wait for it, which they rarely have to).
+// There are no barriers: a worker takes the next work item from a shared
+// counter and runs the whole depth of the product over it, so items never
+// wait for each other and a worker that the machine slows down holds up at
+// most the item it is on. Depending on the shape the items are
 //
-// Packed A holds, for each depth block starting at p0 (length kcur), all the
-// rows as panels of mr rows: the panel of row i starts at
-// p0*mPad + i*kcur. Packed B likewise holds panels of nr columns: the panel
-// of column j starts at p0*nPad + j*kcur.
+//   - column strips of C, nc wide (cols set): the worker packs the strip's
+//     B block for each depth block into its own buffer, sized to stay in
+//     L2, and multiplies every row block of packed A by it;
+//   - blocks of C, mc rows by nc columns (cols not set), for products too
+//     narrow to give every worker strips; here packed B is shared too, and
+//     A is read in place when strided is set.
+//
+// Shared packed blocks are packed once, by the first worker that needs one
+// (the others wait for it, which they rarely have to). Packed A holds, for
+// each depth block starting at p0 (length kcur), all the rows as panels of
+// mr rows: the panel of row i starts at p0*mPad + i*kcur. Shared packed B
+// likewise holds panels of nr columns: the panel of column j starts at
+// p0*nPad + j*kcur.
 type gemmJob struct {
 	transA, transB bool
 	m, n, k        int
@@ -303,6 +336,7 @@ type gemmJob struct {
 
 	kern       gemmKernelFunc
 	strided    gemmStridedFunc // set when A is read in place, not packed
+	cols       bool            // items are column strips; B packed per item
 	mr, nr     int             // tile shape of kern
 	kc, mc, nc int             // block sizes, clipped to the problem
 	nw         int             // workers
@@ -363,36 +397,26 @@ func (j *gemmJob) run() {
 	j.kc = min(j.kc, j.k)
 	j.mc = min(j.mc, roundUp(j.m, mr))
 	j.nc = min(j.nc, roundUp(j.n, nr))
-	// Enough items that the workers finish close together: split the
-	// longer side of the blocks until there are four per worker, but keep
-	// at least four tiles along each side.
-	for j.nw > 1 && ceilDiv(j.m, j.mc)*ceilDiv(j.n, j.nc) < 4*j.nw {
-		switch {
-		case j.nc/nr >= j.mc/mr && j.nc >= 8*nr:
-			j.nc = roundUp(j.nc/2, nr)
-		case j.mc >= 8*mr:
-			j.mc = roundUp(j.mc/2, mr)
-		case j.nc >= 8*nr:
-			j.nc = roundUp(j.nc/2, nr)
-		default:
-			goto split
-		}
+	// Enough items that the workers finish close together: four per
+	// worker, while blocks keep at least four tiles along each side.
+	for j.nw > 1 && j.items() < 4*j.nw && j.splitItems() {
 	}
-split:
 	j.mPad, j.nPad = roundUp(j.m, mr), roundUp(j.n, nr)
 	j.nKb, j.nIb, j.nJb = ceilDiv(j.k, j.kc), ceilDiv(j.m, j.mc), ceilDiv(j.n, j.nc)
-	fb, bufB := getFloats(j.k * j.nPad)
-	sb := getStates(j.nKb * j.nJb)
-	j.bufB, j.stateB = bufB, sb.s
-	var fa *floatBuf
-	var sa *stateBuf
+	var fa, fb *floatBuf
+	var sa, sb *stateBuf
 	if j.strided == nil {
 		fa, j.bufA = getFloats(j.k * j.mPad)
 		sa = getStates(j.nKb * j.nIb)
 		j.stateA = sa.s
 	}
+	if !j.cols {
+		fb, j.bufB = getFloats(j.k * j.nPad)
+		sb = getStates(j.nKb * j.nJb)
+		j.stateB = sb.s
+	}
 
-	nw := min(j.nw, j.nIb*j.nJb)
+	nw := min(j.nw, j.items())
 	var wg sync.WaitGroup
 	wg.Add(nw - 1)
 	for w := 1; w < nw; w++ {
@@ -405,12 +429,39 @@ split:
 	wg.Wait()
 
 	j.bufA, j.bufB, j.stateA, j.stateB = nil, nil, nil, nil
-	floatPool.Put(fb)
-	statePool.Put(sb)
 	if fa != nil {
 		floatPool.Put(fa)
 		statePool.Put(sa)
 	}
+	if fb != nil {
+		floatPool.Put(fb)
+		statePool.Put(sb)
+	}
+}
+
+// splitItems halves the longer side of the work items, in tiles, and
+// reports whether there was one of at least eight tiles to halve.
+func (j *gemmJob) splitItems() bool {
+	mr, nr := j.mr, j.nr
+	switch {
+	case (j.cols || j.nc/nr >= j.mc/mr) && j.nc >= 8*nr:
+		j.nc = roundUp(j.nc/2, nr)
+	case !j.cols && j.mc >= 8*mr:
+		j.mc = roundUp(j.mc/2, mr)
+	case !j.cols && j.nc >= 8*nr:
+		j.nc = roundUp(j.nc/2, nr)
+	default:
+		return false
+	}
+	return true
+}
+
+// items is the number of work items.
+func (j *gemmJob) items() int {
+	if j.cols {
+		return ceilDiv(j.n, j.nc)
+	}
+	return ceilDiv(j.m, j.mc) * ceilDiv(j.n, j.nc)
 }
 
 func ceilDiv(x, y int) int { return (x + y - 1) / y }
@@ -433,6 +484,10 @@ func claim(st *atomic.Int32, pack func()) {
 
 // worker takes items until none are left.
 func (j *gemmJob) worker() {
+	if j.cols {
+		j.workerCols()
+		return
+	}
 	var tile [gemmMaxTile]float32
 	var edge *floatBuf
 	var edgeA []float32
@@ -470,6 +525,43 @@ func (j *gemmJob) worker() {
 				packA(ap, j.a, j.lda, j.transA, j.mr, i0, p0, mc, kc)
 			})
 			j.macro(ap, bp, i0, j0, mc, nc, kc, nPanels, beta, &tile)
+		}
+	}
+}
+
+// workerCols is worker for column strips.
+func (j *gemmJob) workerCols() {
+	var tile [gemmMaxTile]float32
+	fb, bufB := getFloats(j.kc * j.nc)
+	defer floatPool.Put(fb)
+	for {
+		item := int(j.next.Add(1) - 1)
+		if item >= j.nJb {
+			return
+		}
+		j0 := item * j.nc
+		nc := min(j.nc, j.n-j0)
+		nPanels := ceilDiv(nc, j.nr)
+		for kb := 0; kb < j.nKb; kb++ {
+			p0 := kb * j.kc
+			kc := min(j.kc, j.k-p0)
+			packB(bufB, j.b, j.ldb, j.transB, j.nr, p0, j0, kc, nc, 0, nPanels)
+			beta := j.beta
+			if kb > 0 {
+				beta = 1
+			}
+			// Strips start on different row blocks, so that workers
+			// starting together pack different blocks of A.
+			for t := 0; t < j.nIb; t++ {
+				ib := (item + t) % j.nIb
+				i0 := ib * j.mc
+				mc := min(j.mc, j.m-i0)
+				ap := j.bufA[p0*j.mPad+i0*kc:]
+				claim(&j.stateA[kb*j.nIb+ib], func() {
+					packA(ap, j.a, j.lda, j.transA, j.mr, i0, p0, mc, kc)
+				})
+				j.macro(ap, bufB, i0, j0, mc, nc, kc, nPanels, beta, &tile)
+			}
 		}
 	}
 }

@@ -160,6 +160,11 @@ func TestGemmBlocked(t *testing.T) {
 		{kc: 0, nw: 1, direct: 1 << 30},
 		{kc: 6, mc: 2, nc: 1, nw: 3, direct: 1 << 30},
 		{kc: 9, mc: 1, nc: 2, nw: 2, packCap: 500, direct: 1},
+		// Column strips, whatever the width.
+		{kc: 0, nw: 1, scheme: schemeCols},
+		{kc: 11, mc: 2, nc: 1, nw: 3, scheme: schemeCols},
+		{kc: 8, mc: 1, nc: 2, nw: 2, packCap: 400, scheme: schemeCols},
+		{kc: 10, mc: 1, nc: 1, nw: 2, scheme: schemeTiles},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, kern := range gemmKernels() {
@@ -172,7 +177,7 @@ func TestGemmBlocked(t *testing.T) {
 				pl.nc *= kern.nr
 			}
 			for _, tc := range gemmShapes() {
-				t.Run(fmt.Sprintf("%s/kc%d_mc%d_nc%d_w%d_cap%d_d%d/%v", kern.name, pl.kc, pl.mc, pl.nc, pl.nw, pl.packCap, min(pl.direct, 9), tc), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/kc%d_mc%d_nc%d_w%d_cap%d_d%d_s%d/%v", kern.name, pl.kc, pl.mc, pl.nc, pl.nw, pl.packCap, min(pl.direct, 9), pl.scheme, tc), func(t *testing.T) {
 					a, lda, b, ldb, c, ldc := gemmOperands(tc, rng)
 					c0 := append([]float32(nil), c...)
 					gemmBlocked(pl, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
