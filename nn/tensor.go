@@ -51,8 +51,8 @@ func checkShape(op string, shape []int) []int {
 	return slices.Clone(shape)
 }
 
-// New returns a tensor on be holding a copy of data with the given shape
-// (the shape of a vector when none is given).
+// New returns a tensor on be (the default backend when nil) holding a copy
+// of data with the given shape (the shape of a vector when none is given).
 func New(be kernels.Backend, data []float32, shape ...int) *Tensor {
 	be = orDefault(be)
 	if len(shape) == 0 {
