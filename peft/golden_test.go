@@ -18,6 +18,7 @@ import (
 	"github.com/gopeft/gopeft/peft"
 	"github.com/gopeft/gopeft/safetensors"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/lora"
 )
 
 // goldenCase is the part of a golden case.json the suite reads.
@@ -160,7 +161,6 @@ func (c *goldenCase) run() {
 		switch ch {
 		case "forward", "base", "grad", "merge":
 		case "combos":
-			c.whyNo = append(c.whyNo, "combos: add_weighted_adapter is not implemented yet")
 		default:
 			c.whyNo = append(c.whyNo, ch+": not implemented yet")
 		}
@@ -185,6 +185,10 @@ func (c *goldenCase) run() {
 	}
 	c.ran("save")
 	c.checkSaveAndReload()
+	if c.has("combos") {
+		c.ran("combos")
+		c.checkCombos()
+	}
 }
 
 // input returns the model input of the case.
@@ -668,4 +672,302 @@ func (c *goldenCase) compareAdapterFiles(adapter, got, want string) {
 			c.failf("save: adapter %q: target_modules %v, want %v", adapter, a, b)
 		}
 	}
+}
+
+// combo is one entry of case.json's combos (PEFT's add_weighted_adapter
+// arguments).
+type combo struct {
+	Name               string    `json:"name"`
+	Adapters           []string  `json:"adapters"`
+	Weights            []float64 `json:"weights"`
+	CombinationType    string    `json:"combination_type"`
+	Density            *float64  `json:"density"`
+	SVDRank            *int      `json:"svd_rank"`
+	SVDClamp           *float64  `json:"svd_clamp"`
+	MajoritySignMethod *string   `json:"majority_sign_method"`
+}
+
+func (cb combo) options() lora.WeightedOptions {
+	o := lora.WeightedOptions{CombinationType: cb.CombinationType}
+	if cb.Density != nil {
+		o.Density = *cb.Density
+	}
+	if cb.SVDRank != nil {
+		o.SVDRank = *cb.SVDRank
+	}
+	if cb.SVDClamp != nil {
+		o.SVDClamp = *cb.SVDClamp
+	}
+	if cb.MajoritySignMethod != nil {
+		o.MajoritySignMethod = *cb.MajoritySignMethod
+	}
+	return o
+}
+
+// checkCombos creates every combination of the case with
+// AddWeightedAdapter and compares it with PEFT's: the weights (the product
+// B@A for the svd types, whose factor signs are arbitrary; for dare types,
+// whose masks are random, that every value is one that some mask gives), the
+// output with the combination active (not for dare), and the saved files.
+func (c *goldenCase) checkCombos() {
+	base, m, err := c.loaded()
+	if err != nil {
+		c.failf("combos: loading: %v", err)
+		return
+	}
+	var combos []combo
+	for _, raw := range c.Combos {
+		var cb combo
+		if err := json.Unmarshal(raw, &cb); err != nil {
+			c.failf("combos: %v", err)
+			return
+		}
+		combos = append(combos, cb)
+	}
+	for _, cb := range combos {
+		what := "combos: " + cb.Name
+		if err := m.AddWeightedAdapter(cb.Adapters, cb.Weights, cb.Name, cb.options()); err != nil {
+			c.failf("%s: AddWeightedAdapter: %v", what, err)
+			continue
+		}
+		sd, err := m.StateDict(cb.Name)
+		if err != nil {
+			c.failf("%s: %v", what, err)
+			continue
+		}
+		prefix := "combo." + cb.Name + "."
+		for k := range c.io {
+			if key, ok := strings.CutPrefix(k, prefix); ok && key != "output" {
+				if _, ok := sd[key]; !ok {
+					c.failf("%s: gopeft's combination has no %s", what, key)
+				}
+			}
+		}
+		random := strings.HasPrefix(cb.CombinationType, "dare")
+		switch {
+		case strings.HasSuffix(cb.CombinationType, "svd"):
+			c.compareProducts(what, sd, prefix)
+		case random:
+			c.checkDare(what, m, base, cb, sd, prefix)
+		default:
+			for key, t := range sd {
+				if w, ok := c.want(prefix + key); ok {
+					c.compare(what+": "+key, t, w, c.Atol, c.Rtol)
+				}
+			}
+		}
+		if !random {
+			if err := m.SetAdapter(cb.Name); err != nil {
+				c.failf("%s: SetAdapter: %v", what, err)
+				continue
+			}
+			if want, ok := c.want(prefix + "output"); ok {
+				out, err := c.forward(base)
+				if err != nil {
+					c.failf("%s: forward: %v", what, err)
+				} else {
+					c.compare(what+": output", out, want, c.Atol, c.Rtol)
+				}
+			}
+		}
+	}
+	// Save: the combinations go to sub-folders beside the trained adapters.
+	tmp, err := os.MkdirTemp("", "golden-combos-")
+	if err != nil {
+		c.failf("combos: %v", err)
+		return
+	}
+	defer os.RemoveAll(tmp)
+	if err := m.Save(tmp); err != nil {
+		c.failf("combos: save: %v", err)
+		return
+	}
+	if out := os.Getenv("GOPEFT_GOLDEN_SAVE_DIR"); out != "" {
+		if err := m.Save(filepath.Join(out, c.name)); err != nil {
+			c.failf("combos: save to GOPEFT_GOLDEN_SAVE_DIR: %v", err)
+		}
+	}
+	for _, cb := range combos {
+		got, _, err := safetensors.ReadAll(filepath.Join(tmp, cb.Name, peft.WeightsName))
+		if err != nil {
+			c.failf("combos: %s: %v", cb.Name, err)
+			continue
+		}
+		want, _, err := safetensors.ReadAll(filepath.Join(c.dir, "adapter", cb.Name, peft.WeightsName))
+		if err != nil {
+			c.failf("combos: %s: %v", cb.Name, err)
+			continue
+		}
+		var gk, wk []string
+		for k, t := range got {
+			gk = append(gk, fmt.Sprint(k, t.Shape))
+		}
+		for k, t := range want {
+			wk = append(wk, fmt.Sprint(k, t.Shape))
+		}
+		sort.Strings(gk)
+		sort.Strings(wk)
+		if !slices.Equal(gk, wk) {
+			c.failf("combos: %s: saved keys and shapes %q, PEFT's %q", cb.Name, gk, wk)
+		}
+	}
+}
+
+// compareProducts compares B@A of every layer of a combination with PEFT's.
+func (c *goldenCase) compareProducts(what string, sd map[string]*nn.Tensor, prefix string) {
+	for key, a := range sd {
+		head, ok := strings.CutSuffix(key, "lora_A.weight")
+		if !ok {
+			continue
+		}
+		b := sd[head+"lora_B.weight"]
+		wa, okA := c.want(prefix + key)
+		wb, okB := c.want(prefix + head + "lora_B.weight")
+		if b == nil || !okA || !okB {
+			continue
+		}
+		got := product(b.Data(), b.Shape(), a.Data(), a.Shape())
+		want := product(wb.F32, wb.Shape, wa.F32, wa.Shape)
+		if got == nil || want == nil {
+			c.failf("%s: %s: factors are not matrices (%v, %v)", what, head, b.Shape(), a.Shape())
+			continue
+		}
+		if msg := closeEnough(got, want, c.Atol, c.Rtol); msg != "" {
+			c.failf("%s: B@A of %s: %s", what, strings.TrimSuffix(head, "."), msg)
+		}
+	}
+}
+
+// product returns B@A of 2-D factors B [out, r] and A [r, in] in float32.
+func product(b []float32, bs []int, a []float32, as []int) []float32 {
+	if len(bs) != 2 || len(as) != 2 || bs[1] != as[0] {
+		return nil
+	}
+	out, r, in := bs[0], bs[1], as[1]
+	p := make([]float32, out*in)
+	for i := range out {
+		for j := range in {
+			var s float64
+			for k := range r {
+				s += float64(b[i*r+k]) * float64(a[k*in+j])
+			}
+			p[i*in+j] = float32(s)
+		}
+	}
+	return p
+}
+
+// checkDare checks a dare combination without redrawing its masks: the
+// recorded factors, loaded as an adapter, give the recorded output; and for
+// dare_linear every value of both gopeft's and PEFT's factors is one that
+// some mask gives (sum over a subset S of the adapters of w_i*t_i/density,
+// with PEFT's weights w = ±sqrt(|weight*scaling|)).
+func (c *goldenCase) checkDare(what string, m *peft.Model, base models.Model, cb combo, sd map[string]*nn.Tensor, prefix string) {
+	recorded := cb.Name + "_recorded"
+	if err := m.LoadAdapter(filepath.Join(c.dir, "adapter", cb.Name), recorded); err != nil {
+		c.failf("%s: loading PEFT's factors: %v", what, err)
+		return
+	}
+	defer func() {
+		if err := m.SetAdapter(c.ActiveAdapter); err != nil {
+			c.failf("%s: %v", what, err)
+		}
+		if err := m.DeleteAdapter(recorded); err != nil {
+			c.failf("%s: %v", what, err)
+		}
+	}()
+	if err := m.SetAdapter(recorded); err != nil {
+		c.failf("%s: %v", what, err)
+		return
+	}
+	if want, ok := c.want(prefix + "output"); ok {
+		out, err := c.forward(base)
+		if err != nil {
+			c.failf("%s: forward: %v", what, err)
+		} else {
+			c.compare(what+": output of PEFT's factors", out, want, c.Atol, c.Rtol)
+		}
+	}
+	if cb.CombinationType != lora.CombineDareLinear || cb.Density == nil {
+		return
+	}
+	density := *cb.Density
+	sources := make([]map[string]*nn.Tensor, len(cb.Adapters))
+	for i, a := range cb.Adapters {
+		var err error
+		if sources[i], err = m.StateDict(a); err != nil {
+			c.failf("%s: %v", what, err)
+			return
+		}
+	}
+	for key, t := range sd {
+		isA := strings.Contains(key, "lora_A") || strings.Contains(key, "lora_embedding_A")
+		path := strings.TrimPrefix(key[:strings.Index(key, ".lora_")], "base_model.model.")
+		layer := moduleAt(base, path)
+		sc, ok := layer.(interface{ Scaling(string) float64 })
+		if !ok {
+			c.failf("%s: no LoRA layer at %s", what, path)
+			continue
+		}
+		var terms [][]float32
+		var ws []float64
+		for i, a := range cb.Adapters {
+			src, ok := sources[i][key]
+			if !ok {
+				continue
+			}
+			f := cb.Weights[i] * sc.Scaling(a)
+			w := math.Sqrt(math.Abs(f))
+			if isA && f < 0 {
+				w = -w
+			}
+			terms = append(terms, src.Data())
+			ws = append(ws, w/density)
+		}
+		want, ok := c.want(prefix + key)
+		if !ok {
+			continue
+		}
+		for _, side := range []struct {
+			who  string
+			vals []float32
+		}{{"gopeft", t.Data()}, {"PEFT", want.F32}} {
+			if msg := maskSums(side.vals, terms, ws, c.Atol, c.Rtol); msg != "" {
+				c.failf("%s: %s's %s: %s", what, side.who, key, msg)
+			}
+		}
+	}
+}
+
+// maskSums checks that every vals[j] equals sum over some subset S of
+// ws[i]*terms[i][j].
+func maskSums(vals []float32, terms [][]float32, ws []float64, atol, rtol float64) string {
+	for j, v := range vals {
+		found := false
+		for mask := 0; mask < 1<<len(terms) && !found; mask++ {
+			var s float64
+			for i := range terms {
+				if mask&(1<<i) != 0 {
+					s += ws[i] * float64(terms[i][j])
+				}
+			}
+			found = math.Abs(float64(v)-s) <= atol+rtol*math.Abs(s)
+		}
+		if !found {
+			return fmt.Sprintf("value %g at %d is no masked sum of the adapters", v, j)
+		}
+	}
+	return ""
+}
+
+// moduleAt returns the module at path under root, or nil.
+func moduleAt(root nn.Module, path string) nn.Module {
+	var found nn.Module
+	_ = tuners.WalkTargets(root, func(n tuners.Node) error {
+		if n.Path == path {
+			found = n.Module
+		}
+		return nil
+	})
+	return found
 }
