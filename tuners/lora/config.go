@@ -241,8 +241,8 @@ func (c *Config) Validate() error {
 	if math.IsNaN(c.Alpha) || math.IsInf(c.Alpha, 0) {
 		return fmt.Errorf("lora: lora_alpha must be finite, got %v", c.Alpha)
 	}
-	if !(c.Dropout >= 0 && c.Dropout < 1) {
-		return fmt.Errorf("lora: lora_dropout must be in [0, 1), got %v", c.Dropout)
+	if !(c.Dropout >= 0 && c.Dropout <= 1) {
+		return fmt.Errorf("lora: lora_dropout must be in [0, 1], got %v", c.Dropout)
 	}
 	switch c.Bias {
 	case BiasNone, BiasAll, BiasLoRAOnly:

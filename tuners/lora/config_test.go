@@ -158,7 +158,7 @@ func TestValidateErrors(t *testing.T) {
 		field string
 	}{
 		{"rank", func(c *Config) { c.R = 0 }, "r must"},
-		{"dropout", func(c *Config) { c.Dropout = 1 }, "lora_dropout"},
+		{"dropout", func(c *Config) { c.Dropout = 1.5 }, "lora_dropout"},
 		{"bias", func(c *Config) { c.Bias = "some" }, "bias"},
 		{"init unknown", func(c *Config) { c.InitLoRAWeights = "magic" }, "init_lora_weights"},
 		{"init unsupported", func(c *Config) { c.InitLoRAWeights = "loftq" }, "not supported yet"},

@@ -624,3 +624,57 @@ func TestSetScaleAndSetChild(t *testing.T) {
 		t.Errorf("replacing the base layer: %v", err)
 	}
 }
+
+// TestDropoutForward replays a training forward's dropout mask and checks
+// the output: base(x) + s*B(A(xd)) for LoRA, and for DoRA
+// base(x) + (m/||W+sBA|| - 1)*(xd W^T) + m/||W+sBA|| * s*B(A(xd)).
+func TestDropoutForward(t *testing.T) {
+	for _, dora := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(27, 28))
+		base := &nn.Linear{Weight: randTensor(r, 0.4, tOut, tIn), Bias: randTensor(r, 0.1, tOut)}
+		cfg := testConfig(variant{dora: dora})
+		cfg.Dropout = 0.3
+		l := wrap(t, base, cfg, "default").(*Layer)
+		perturbMagnitude(l, "default", r)
+		l.SetTraining(true)
+		x := randTensor(r, 1, 8, tIn)
+		replay := nn.NewRNG(l.rng.Seed())
+		replay.SetOffset(l.rng.Offset())
+		got := l.Forward(x).Data()
+		xd := nn.DropoutOp(x, 0.3, replay)
+
+		a := l.adapters["default"]
+		X, XD := from32(x).d, from32(xd).d
+		W, b := from32(base.Weight).d, from32(base.Bias).d
+		A, B := from32(a.a).d, from32(a.b).d
+		baseOut := matmulT64(X, 8, tIn, W, tOut)
+		lora := matmulT64(matmulT64(XD, 8, tIn, A, a.r), 8, a.r, B, tOut)
+		scale := make([]float64, tOut)
+		for o := range scale {
+			scale[o] = 1
+		}
+		var dropBase []float64
+		if dora {
+			weff := slices.Clone(W)
+			ba := matmulT64(B, tOut, a.r, transpose64(A, a.r, tIn), tIn)
+			for i := range weff {
+				weff[i] += a.scale * ba[i]
+			}
+			norms := rowNorms(weff, tOut, tIn)
+			m := from32(a.magnitude).d
+			for o := range scale {
+				scale[o] = m[o] / norms[o]
+			}
+			dropBase = matmulT64(XD, 8, tIn, W, tOut)
+		}
+		want := make([]float64, len(baseOut))
+		for i := range want {
+			o := i % tOut
+			want[i] = baseOut[i] + b[o] + scale[o]*a.scale*lora[i]
+			if dora {
+				want[i] += (scale[o] - 1) * dropBase[i]
+			}
+		}
+		closeTo(t, "dropout forward", got, want, 2e-5, 2e-5)
+	}
+}
