@@ -1,9 +1,6 @@
 package kernels
 
-import (
-	"math"
-	"math/bits"
-)
+import "math"
 
 // The Philox4x32 constants: the two round multipliers and the two Weyl
 // increments that advance the key between rounds (Salmon et al., "Parallel
@@ -15,20 +12,26 @@ const (
 	philoxW1 = 0xBB67AE85
 )
 
-// philox4x32R runs rounds rounds of Philox4x32 on the counter ctr under key.
-// It is the full-width form behind Philox4x32, kept separate so that tests can
-// check it against published known-answer vectors.
-func philox4x32R(rounds int, ctr [4]uint32, key [2]uint32) [4]uint32 {
+// philoxRounds runs rounds rounds of Philox4x32 on the counter (c0..c3)
+// under the key (k0, k1). State travels in scalars, which the register ABI
+// keeps in registers (arrays go through the stack), and the key is bumped
+// after every round, including the last, which keeps the loop branch-free.
+func philoxRounds(rounds int, c0, c1, c2, c3, k0, k1 uint32) (uint32, uint32, uint32, uint32) {
 	for r := 0; r < rounds; r++ {
-		if r > 0 {
-			key[0] += philoxW0
-			key[1] += philoxW1
-		}
-		hi0, lo0 := bits.Mul32(philoxM0, ctr[0])
-		hi1, lo1 := bits.Mul32(philoxM1, ctr[2])
-		ctr = [4]uint32{hi1 ^ ctr[1] ^ key[0], lo1, hi0 ^ ctr[3] ^ key[1], lo0}
+		p := uint64(c0) * philoxM0 // hi:lo of M0*c0
+		q := uint64(c2) * philoxM1 // hi:lo of M1*c2
+		c0, c1, c2, c3 = uint32(q>>32)^c1^k0, uint32(q), uint32(p>>32)^c3^k1, uint32(p)
+		k0 += philoxW0
+		k1 += philoxW1
 	}
-	return ctr
+	return c0, c1, c2, c3
+}
+
+// philox4x32R is philoxRounds on arrays: the full-width form, kept for tests
+// against published known-answer vectors.
+func philox4x32R(rounds int, ctr [4]uint32, key [2]uint32) [4]uint32 {
+	c0, c1, c2, c3 := philoxRounds(rounds, ctr[0], ctr[1], ctr[2], ctr[3], key[0], key[1])
+	return [4]uint32{c0, c1, c2, c3}
 }
 
 // Philox4x32 returns the four 32-bit words of Philox4x32-10 for a seed and a
@@ -37,9 +40,13 @@ func philox4x32R(rounds int, ctr [4]uint32, key [2]uint32) [4]uint32 {
 //
 // It is the reference every backend's random kernels reproduce exactly.
 func Philox4x32(seed, counter uint64) [4]uint32 {
-	return philox4x32R(10,
-		[4]uint32{uint32(counter), uint32(counter >> 32), 0, 0},
-		[2]uint32{uint32(seed), uint32(seed >> 32)})
+	c0, c1, c2, c3 := philox2(seed, counter)
+	return [4]uint32{c0, c1, c2, c3}
+}
+
+// philox2 is Philox4x32 returning scalars.
+func philox2(seed, counter uint64) (uint32, uint32, uint32, uint32) {
+	return philoxRounds(10, uint32(counter), uint32(counter>>32), 0, 0, uint32(seed), uint32(seed>>32))
 }
 
 // twoPowMinus24 is 2^-24, the spacing of the 24-bit uniform grid.
@@ -49,8 +56,8 @@ const twoPowMinus24 = 1.0 / (1 << 24)
 // top 24 bits of the first Philox word scaled into [0, 1),
 // float32(x[0]>>8) * 2^-24. The value is exact in float32.
 func UniformAt(seed, i uint64) float32 {
-	x := Philox4x32(seed, i)
-	return float32(x[0]>>8) * twoPowMinus24
+	x0, _, _, _ := philox2(seed, i)
+	return float32(x0>>8) * twoPowMinus24
 }
 
 // NormalAt returns element i of the standard normal stream with the given
@@ -62,9 +69,9 @@ func UniformAt(seed, i uint64) float32 {
 // float64 and rounded once to float32. Backends that evaluate it in float32
 // agree to within about 1e-6 of the radius sqrt(-2 ln u1).
 func NormalAt(seed, i uint64) float32 {
-	x := Philox4x32(seed, i)
-	u1 := (float32(x[0]>>8) + 1) * twoPowMinus24
-	u2 := float32(x[1]>>8) * twoPowMinus24
+	x0, x1, _, _ := philox2(seed, i)
+	u1 := (float32(x0>>8) + 1) * twoPowMinus24
+	u2 := float32(x1>>8) * twoPowMinus24
 	r := math.Sqrt(-2 * math.Log(float64(u1)))
 	return float32(r * math.Cos(2*math.Pi*float64(u2)))
 }

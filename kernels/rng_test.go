@@ -140,3 +140,21 @@ func TestStreamStatistics(t *testing.T) {
 		t.Errorf("seeds 1 and 2 agree on %d of 1000 draws", same)
 	}
 }
+
+var sinkF float32
+
+func BenchmarkUniformAt(b *testing.B) {
+	var s float32
+	for i := uint64(0); b.Loop(); i++ {
+		s += UniformAt(42, i)
+	}
+	sinkF = s
+}
+
+func BenchmarkNormalAt(b *testing.B) {
+	var s float32
+	for i := uint64(0); b.Loop(); i++ {
+		s += NormalAt(42, i)
+	}
+	sinkF = s
+}
