@@ -22,11 +22,12 @@ import (
 
 const (
 	// gemmParallelWork is the m*n*k below which a product runs on the
-	// calling goroutine only: smaller ones finish before extra workers
-	// would have paid for their start.
-	gemmParallelWork = 1 << 20
+	// calling goroutine only: smaller ones (up to 128x512x256, some 0.1 ms
+	// on one core) finish before extra workers would have paid for waking
+	// up.
+	gemmParallelWork = 1 << 24
 	// gemmWorkPerWorker is the least m*n*k given to each extra worker.
-	gemmWorkPerWorker = 1 << 19
+	gemmWorkPerWorker = 1 << 23
 
 	gemmMaxTile = 12 * 32 // largest mr*nr of any micro-kernel
 
