@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/gopeft/gopeft/kernels"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
 )
@@ -535,6 +536,34 @@ func (c *core) perOut(v *nn.Tensor) *nn.Tensor {
 	return v.Reshape(c.out, 1, 1, 1)
 }
 
+// addDelta adds sign * scaling * B A (in the base weight's layout) to w in
+// place, as one GEMM with beta = 1: no temporary the size of the weight.
+func (c *core) addDelta(w *nn.Tensor, a *adapter, sign float32) {
+	A, B := a.a.Detach(), a.b.Detach()
+	g := &kernels.GemmArgs{K: a.r, Alpha: sign * float32(a.scale), Beta: 1, C: w.Buffer(), Batch: 1}
+	switch c.kind {
+	case kindConv1D, kindEmbedding:
+		// W [in, out] += A^T B^T
+		g.TransA, g.TransB = true, true
+		g.M, g.N = c.in, c.out
+		g.A, g.LdA = A.Buffer(), c.in
+		g.B, g.LdB = B.Buffer(), a.r
+		g.LdC = c.out
+	default:
+		// W [out, rest] += B A
+		rest := w.Len() / c.out
+		g.M, g.N = c.out, rest
+		g.A, g.LdA = B.Buffer(), a.r
+		g.B, g.LdB = A.Buffer(), rest
+		g.LdC = rest
+	}
+	w.Backend().Gemm(g)
+}
+
+func errNonFinite(name string) error {
+	return fmt.Errorf("lora: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
+}
+
 // allFinite reports whether t holds no NaN or Inf.
 func allFinite(t *nn.Tensor) bool {
 	return t.Backend().CountNonFinite(t.Buffer()) == 0
@@ -564,21 +593,32 @@ func (c *core) Merge(names []string, safe bool) error {
 		if a.bBias != nil && c.bias == nil {
 			return fmt.Errorf("lora: adapter %q: cannot merge lora_bias because the base layer has no bias", name)
 		}
-		w := nn.Add(c.weight.Detach(), c.delta(a))
-		var norm *nn.Tensor
-		if a.dora {
-			norm = c.normOf(w)
-			factor := nn.Div(a.magnitude.Detach().Reshape(c.out), norm)
-			w = nn.Mul(c.perOut(factor), w)
-		}
 		var b *nn.Tensor
 		if a.bBias != nil {
 			b = nn.Add(c.bias.Detach(), nn.Scale(a.bBias.Detach(), float32(a.scale)))
 		}
-		if safe && (!allFinite(w) || (b != nil && !allFinite(b))) {
-			return fmt.Errorf("lora: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
+		var norm *nn.Tensor
+		switch {
+		case a.dora:
+			w := nn.Add(c.weight.Detach(), c.delta(a))
+			norm = c.normOf(w)
+			factor := nn.Div(a.magnitude.Detach().Reshape(c.out), norm)
+			w = nn.Mul(c.perOut(factor), w)
+			if safe && (!allFinite(w) || (b != nil && !allFinite(b))) {
+				return errNonFinite(name)
+			}
+			c.weight.CopyFrom(w)
+		case safe:
+			w := c.weight.Detach().Clone()
+			c.addDelta(w, a, 1)
+			if !allFinite(w) || (b != nil && !allFinite(b)) {
+				return errNonFinite(name)
+			}
+			c.weight.CopyFrom(w)
+		default:
+			// In place, without temporaries: W += scaling * B A.
+			c.addDelta(c.weight, a, 1)
 		}
-		c.weight.CopyFrom(w)
 		if b != nil {
 			c.bias.CopyFrom(b)
 		}
@@ -594,13 +634,12 @@ func (c *core) Unmerge() error {
 	for len(c.merged) > 0 {
 		name := c.merged[len(c.merged)-1]
 		a := c.adapters[name]
-		w := c.weight.Detach()
 		if a.dora {
 			factor := nn.Div(a.magnitude.Detach().Reshape(c.out), a.mergedNorm)
-			w = nn.Div(w, c.perOut(factor))
+			c.weight.CopyFrom(nn.Sub(nn.Div(c.weight.Detach(), c.perOut(factor)), c.delta(a)))
+		} else {
+			c.addDelta(c.weight, a, -1)
 		}
-		w = nn.Sub(w, c.delta(a))
-		c.weight.CopyFrom(w)
 		if a.bBias != nil {
 			c.bias.CopyFrom(nn.Sub(c.bias.Detach(), nn.Scale(a.bBias.Detach(), float32(a.scale))))
 		}
