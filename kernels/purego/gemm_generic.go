@@ -21,8 +21,8 @@ func gemmKernelGeneric(kc int, ap, bp, cp *float32, ldc int, alpha, beta float32
 			var c00, c01, c02, c03, c10, c11, c12, c13 float32
 			as, bs := a[i:], b[j:]
 			for p := 0; p < kc; p++ {
-				x := as[p*genMR : p*genMR+2 : p*genMR+2]
-				y := bs[p*genNR : p*genNR+4 : p*genNR+4]
+				x := (*[2]float32)(as[p*genMR:])
+				y := (*[4]float32)(bs[p*genNR:])
 				a0, a1 := x[0], x[1]
 				b0, b1, b2, b3 := y[0], y[1], y[2], y[3]
 				c00 += a0 * b0
