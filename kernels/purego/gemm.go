@@ -8,17 +8,20 @@ import (
 	"unsafe"
 )
 
-// The matrix product follows the Goto/BLIS scheme. C is cut into column
-// blocks of nc, the shared dimension into blocks of kc; for each such pair
-// the block of op(B) is packed once into panels of nr columns, and the rows
-// of op(A) are packed mc at a time into panels of mr rows. The micro-kernel
-// then multiplies one A panel by one B panel, both read sequentially, into an
-// mr x nr tile of C held in registers.
+// The matrix product follows the Goto/BLIS scheme. The shared dimension is
+// cut into blocks of kc; for each, op(B) is packed into panels of nr columns
+// and op(A) into panels of mr rows, mc rows at a time. The micro-kernel then
+// multiplies one A panel by one B panel, both read sequentially, into an
+// mr x nr tile of C held in registers. B panels stay in L1 while the kernel
+// walks down an A block, which stays in L2. How the blocks are shared among
+// workers is described at gemmJob.
 //
 // Packing resolves every transpose combination and every leading dimension,
 // so the micro-kernel sees a single layout; panels at the right and bottom
 // edges are padded with zeros and computed into a small temporary tile that
-// is then added to C element by element.
+// is then added to C element by element. Products only a few B panels wide
+// skip packing A: its block would be read too few times to repay the copy,
+// so kernel variants read A in place.
 
 const (
 	// gemmParallelWork is the m*n*k below which a product runs on the
@@ -57,9 +60,9 @@ type gemmKernel struct {
 	kc, mc, nc int             // depth of the panels, rows of an A block, columns of a B block
 }
 
-// The pure Go kernel uses the same tile and blocks as the AVX2 one: a 16-deep
-// B panel of 384 steps (24 KiB) stays in L1, an A block of 192 x 384
-// (288 KiB) in L2, the B block in L3.
+// The pure Go kernel uses the same tile and blocks as the AVX2 one: a B
+// panel of 384 steps of 16 (24 KiB) stays in L1, an A block of 192 x 384
+// (288 KiB) and a B block of 384 x 768 (1.1 MiB) in L2.
 var genericKernel = &gemmKernel{name: "generic", fn: gemmKernelGeneric, speed: 0.1,
 	mr: 6, nr: 16, kc: 384, mc: 192, nc: 768}
 
