@@ -114,12 +114,27 @@ func UnmarshalConfig(data []byte, cfg Config) error {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return fmt.Errorf("tuners: config is not a JSON object: %w", err)
 	}
-	if err := json.Unmarshal(data, cfg); err != nil {
-		return fmt.Errorf("tuners: decoding config: %w", err)
+	if raw == nil {
+		return fmt.Errorf("tuners: config is null, not a JSON object")
 	}
 	known, err := knownKeys(cfg)
 	if err != nil {
 		return err
+	}
+	// encoding/json matches field names case-insensitively; PEFT does not.
+	// Decode only the exactly named fields, so that "R" is not taken for "r".
+	exact := make(map[string]json.RawMessage, len(raw))
+	for k, v := range raw {
+		if _, ok := known[k]; ok {
+			exact[k] = v
+		}
+	}
+	filtered, err := json.Marshal(exact)
+	if err != nil {
+		return fmt.Errorf("tuners: decoding config: %w", err)
+	}
+	if err := json.Unmarshal(filtered, cfg); err != nil {
+		return fmt.Errorf("tuners: decoding config: %w", err)
 	}
 	base := cfg.Base()
 	base.Extra = nil

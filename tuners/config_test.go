@@ -188,3 +188,38 @@ func TestGoldenConfigsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// FuzzUnmarshalConfig checks that no input makes the config helpers panic
+// and that a decoded config re-encodes to a fixed point.
+func FuzzUnmarshalConfig(f *testing.F) {
+	for _, s := range []string{
+		`{"peft_type": "LORA", "target_modules": ["a"], "r": 2}`,
+		`{"target_modules": ".*", "layers_to_transform": 3, "layers_pattern": ["h", "layers"]}`,
+		`{"exclude_modules": null, "modules_to_save": ["x"], "extra": {"deep": [1, {"a": null}]}}`,
+		`{"auto_mapping": {"base_model_class": "M"}, "task_type": "CAUSAL_LM"}`,
+		`{}`, `[]`, `null`, `{"target_modules": 1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := newTestConfig()
+		if err := UnmarshalConfig(data, cfg); err != nil {
+			return
+		}
+		out, err := MarshalConfig(cfg)
+		if err != nil {
+			t.Fatalf("MarshalConfig after a successful decode: %v", err)
+		}
+		again := newTestConfig()
+		if err := UnmarshalConfig(out, again); err != nil {
+			t.Fatalf("re-decoding %s: %v", out, err)
+		}
+		out2, err := MarshalConfig(again)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !jsonEqual(t, out, out2) {
+			t.Fatalf("not a fixed point:\n%s\n%s", out, out2)
+		}
+	})
+}

@@ -145,7 +145,8 @@ func (l *LayerIndexes) UnmarshalJSON(b []byte) error {
 }
 
 // StringOrList is a JSON value that PEFT accepts as a string or a list of
-// strings (layers_pattern). nil is null; one element is written as a string.
+// strings (layers_pattern). nil is null; one non-empty element is written
+// as a string.
 type StringOrList []string
 
 // MarshalJSON writes null, a string (one element) or a list.
@@ -153,7 +154,7 @@ func (s StringOrList) MarshalJSON() ([]byte, error) {
 	switch {
 	case s == nil:
 		return []byte("null"), nil
-	case len(s) == 1:
+	case len(s) == 1 && s[0] != "":
 		return json.Marshal(s[0])
 	default:
 		return json.Marshal([]string(s))
