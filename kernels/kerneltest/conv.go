@@ -57,6 +57,7 @@ func testIm2Col(t *testing.T, be kernels.Backend) {
 			g.StrideH, g.StrideW, g.PadH, g.PadW, g.DilH, g.DilW)
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			nx := g.C * g.H * g.W
 			rows, cols := g.C*g.KH*g.KW, g.OutH()*g.OutW()
 			x := e.uniform(nx, -1, 1)
@@ -161,6 +162,7 @@ func testRope(t *testing.T, be kernels.Backend) {
 	for _, s := range []struct{ batch, seq, dim int }{{0, 3, 4}, {1, 1, 2}, {2, 5, 8}, {3, 7, 64}, {32, 16, 128}} {
 		t.Run(fmt.Sprintf("b%d_s%d_d%d", s.batch, s.seq, s.dim), func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			n := s.batch * s.seq * s.dim
 			x := e.uniform(n, -2, 2)
 			c, sn := e.uniform(s.seq*s.dim, -1, 1), e.uniform(s.seq*s.dim, -1, 1)

@@ -144,6 +144,7 @@ func testUnary(t *testing.T, be kernels.Backend) {
 		for _, n := range []int{0, 1, 37, 20000} {
 			t.Run(fmt.Sprintf("%s/n%d", op, n), func(t *testing.T) {
 				e := newEnv(t, be)
+				defer catch(t)
 				x := e.unaryInputs(op, n)
 				if n == 0 {
 					x = nil
@@ -164,6 +165,7 @@ func testUnary(t *testing.T, be kernels.Backend) {
 	}
 	t.Run("inPlace", func(t *testing.T) {
 		e := newEnv(t, be)
+		defer catch(t)
 		x := e.uniform(100, -2, 2)
 		b := be.FromHost(x)
 		be.Unary(kernels.Tanh, b, b)
@@ -185,6 +187,7 @@ func testUnaryGrad(t *testing.T, be kernels.Backend) {
 		for _, n := range []int{0, 1, 37, 20000} {
 			t.Run(fmt.Sprintf("%s/n%d", op, n), func(t *testing.T) {
 				e := newEnv(t, be)
+				defer catch(t)
 				x := e.unaryInputs(op, n)
 				if n == 0 {
 					x = nil
@@ -332,6 +335,7 @@ func testBinary(t *testing.T, be kernels.Backend) {
 		for _, c := range cases {
 			t.Run(fmt.Sprintf("%s/%s", op, c.name), func(t *testing.T) {
 				e := newEnv(t, be)
+				defer catch(t)
 				as, na := operand(c.shape, c.aShape, c.aPerm)
 				bs, nb := operand(c.shape, c.bShape, nil)
 				a, b := e.binaryInputs(op, na, nb)
@@ -341,6 +345,7 @@ func testBinary(t *testing.T, be kernels.Backend) {
 	}
 	t.Run("pow/negativeBaseIntegerExponent", func(t *testing.T) {
 		e := newEnv(t, be)
+		defer catch(t)
 		a := e.awayFromZero(24, 0.5, 3)
 		b := make([]float32, 24)
 		for i := range b {
@@ -393,6 +398,7 @@ func testAffine(t *testing.T, be kernels.Backend) {
 		for _, p := range [][2]float32{{1, 0}, {-2.5, 0.125}, {0, 3}} {
 			t.Run(fmt.Sprintf("n%d/scale%g_shift%g", n, p[0], p[1]), func(t *testing.T) {
 				e := newEnv(t, be)
+				defer catch(t)
 				x := e.uniform(n, -4, 4)
 				want := make([]float64, n)
 				for i, v := range x {
@@ -414,6 +420,7 @@ func testAxpy(t *testing.T, be kernels.Backend) {
 		for _, alpha := range []float32{1, -0.3} {
 			t.Run(fmt.Sprintf("n%d/alpha%g", n, alpha), func(t *testing.T) {
 				e := newEnv(t, be)
+				defer catch(t)
 				x, y := e.uniform(n, -4, 4), e.uniform(n, -4, 4)
 				want := make([]float64, n)
 				for i := range x {
@@ -434,6 +441,7 @@ func testClampMask(t *testing.T, be kernels.Backend) {
 	for _, n := range []int{0, 1, 100, 70000} {
 		t.Run(fmt.Sprintf("n%d", n), func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			lo, hi := float32(-1), float32(0.5)
 			x := e.uniform(n, -2, 2)
 			specials := []float32{lo, hi, float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)),

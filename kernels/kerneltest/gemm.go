@@ -109,7 +109,10 @@ func btoi(b bool) int {
 // beta == 0, C starts as NaN and must not be read.
 func testGemm(t *testing.T, be kernels.Backend) {
 	for _, c := range gemmCases() {
-		t.Run(c.String(), func(t *testing.T) { runGemm(newEnv(t, be), c) })
+		t.Run(c.String(), func(t *testing.T) {
+			defer catch(t)
+			runGemm(newEnv(t, be), c)
+		})
 	}
 }
 

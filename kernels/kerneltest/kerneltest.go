@@ -29,6 +29,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"runtime/debug"
 	"testing"
 
 	"github.com/gopeft/gopeft/kernels"
@@ -83,6 +84,15 @@ func newEnv(t *testing.T, be kernels.Backend) *env {
 	h := fnv.New64a()
 	h.Write([]byte(t.Name()))
 	return &env{t: t, be: be, rng: rand.New(rand.NewPCG(h.Sum64(), 0x9e3779b97f4a7c15))}
+}
+
+// catch turns a panic in the subtest's own goroutine (a kernel that fails
+// by panicking) into a test failure, so that the rest of the suite still
+// runs. Deferred first thing in every subtest.
+func catch(t *testing.T) {
+	if r := recover(); r != nil {
+		t.Errorf("kernel panicked: %v\n%s", r, debug.Stack())
+	}
 }
 
 // pad is the margin around every window.

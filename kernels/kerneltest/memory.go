@@ -12,6 +12,7 @@ func testMemory(t *testing.T, be kernels.Backend) {
 	for _, n := range []int{0, 1, 5, 1000} {
 		t.Run(fmt.Sprintf("Alloc/n%d", n), func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			b := be.Alloc(n)
 			if b.Len() != n {
 				t.Fatalf("Alloc(%d).Len() = %d", n, b.Len())
@@ -21,6 +22,7 @@ func testMemory(t *testing.T, be kernels.Backend) {
 		})
 		t.Run(fmt.Sprintf("FromHostToHost/n%d", n), func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			src := e.uniform(n, -1, 1)
 			want := append([]float32(nil), src...)
 			b := be.FromHost(src)
@@ -35,6 +37,7 @@ func testMemory(t *testing.T, be kernels.Backend) {
 	}
 	t.Run("Wrap", func(t *testing.T) {
 		e := newEnv(t, be)
+		defer catch(t)
 		src := e.uniform(12, -1, 1)
 		want := append([]float32(nil), src...)
 		b, ok := be.Wrap(src)
@@ -57,6 +60,7 @@ func testMemory(t *testing.T, be kernels.Backend) {
 	})
 	t.Run("Slice", func(t *testing.T) {
 		e := newEnv(t, be)
+		defer catch(t)
 		x := e.uniform(20, -1, 1)
 		b := be.FromHost(x)
 		s := b.Slice(5, 10)
@@ -85,6 +89,7 @@ func testFillCopy(t *testing.T, be kernels.Backend) {
 	for _, n := range []int{0, 1, 3, 1000, 70001} {
 		t.Run(fmt.Sprintf("Fill/n%d", n), func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			w := e.out(n, nil)
 			be.Fill(w.buf, -2.5)
 			want := make([]float32, n)
@@ -95,6 +100,7 @@ func testFillCopy(t *testing.T, be kernels.Backend) {
 		})
 		t.Run(fmt.Sprintf("Copy/n%d", n), func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			x := e.uniform(n, -3, 3)
 			w := e.out(n, nil)
 			be.Copy(w.buf, e.in(x))
@@ -171,6 +177,7 @@ func testStridedCopy(t *testing.T, be kernels.Backend) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			src := e.uniform(tc.off+span(tc.shape, tc.strides), -5, 5)
 			want := stridedRef(src, tc.off, tc.shape, tc.strides)
 			w := e.out(len(want), nil)

@@ -74,6 +74,7 @@ func testSoftmax(t *testing.T, be kernels.Backend) {
 		for _, s := range shapes {
 			t.Run(fmt.Sprintf("%s/%dx%d", name, s.rows, s.cols), func(t *testing.T) {
 				e := newEnv(t, be)
+				defer catch(t)
 				n := s.rows * s.cols
 				x := e.uniform(n, -s.scale, s.scale)
 				if s.masked {
@@ -124,6 +125,7 @@ func testSoftmax(t *testing.T, be kernels.Backend) {
 		}
 		t.Run(name+"/referenceGradient", func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			x, dy := f64(e.uniform(6, -2, 2)), f64(e.uniform(6, -1, 1))
 			checkVJP(t, name, func(x []float64) []float64 { return softmaxRef(x, log) },
 				x, dy, softmaxGradRef(softmaxRef(x, log), dy, log))
@@ -214,11 +216,15 @@ func testNorm(t *testing.T, be kernels.Backend, centre bool) {
 				continue // RMSNorm has no bias
 			}
 			name := fmt.Sprintf("%dx%d/weight%v_bias%v", s.rows, s.cols, wb[0], wb[1])
-			t.Run(name, func(t *testing.T) { runNorm(newEnv(t, be), s, wb[0], wb[1], centre) })
+			t.Run(name, func(t *testing.T) {
+				defer catch(t)
+				runNorm(newEnv(t, be), s, wb[0], wb[1], centre)
+			})
 		}
 	}
 	t.Run("referenceGradient", func(t *testing.T) {
 		e := newEnv(t, be)
+		defer catch(t)
 		x, w, dy := f64(e.uniform(7, -2, 2)), f64(e.uniform(7, 0.5, 1.5)), f64(e.uniform(7, -1, 1))
 		dx, _, _ := normGradRef(x, w, dy, 1e-5, centre)
 		checkVJP(t, "norm", func(x []float64) []float64 {
@@ -366,6 +372,7 @@ func testGather(t *testing.T, be kernels.Backend) {
 	for _, s := range []struct{ vocab, dim, count int }{{5, 3, 0}, {1, 1, 1}, {7, 5, 10}, {50, 64, 3000}, {4, 0, 6}} {
 		t.Run(fmt.Sprintf("vocab%d_dim%d_ids%d", s.vocab, s.dim, s.count), func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			table := e.uniform(s.vocab*s.dim, -1, 1)
 			ids := make([]int32, s.count)
 			want := make([]float32, 0, s.count*s.dim)
@@ -386,6 +393,7 @@ func testScatterAdd(t *testing.T, be kernels.Backend) {
 	for _, s := range []struct{ vocab, dim, count int }{{5, 3, 0}, {1, 1, 1}, {4, 5, 20}, {50, 32, 5000}, {3, 200, 400}, {4, 0, 6}} {
 		t.Run(fmt.Sprintf("vocab%d_dim%d_ids%d", s.vocab, s.dim, s.count), func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			t0 := e.uniform(s.vocab*s.dim, -1, 1)
 			src := e.uniform(s.count*s.dim, -1, 1)
 			ids := make([]int32, s.count)

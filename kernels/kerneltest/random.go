@@ -26,6 +26,7 @@ func testRandom(t *testing.T, be kernels.Backend) {
 			off := offsets[(n+k)%len(offsets)]
 			t.Run(fmt.Sprintf("n%d_seed%x_offset%d", n, seed, off), func(t *testing.T) {
 				e := newEnv(t, be)
+				defer catch(t)
 				wantU := make([]float32, n)
 				for i := range wantU {
 					wantU[i] = kernels.UniformAt(seed, off+uint64(i))
@@ -90,6 +91,7 @@ func testAdamW(t *testing.T, be kernels.Backend) {
 		for hi, h := range hypers {
 			t.Run(fmt.Sprintf("n%d/hyper%d", n, hi), func(t *testing.T) {
 				e := newEnv(t, be)
+				defer catch(t)
 				p := e.out(n, e.uniform(n, -1, 1))
 				m := e.out(n, make([]float32, n))
 				v := e.out(n, make([]float32, n))

@@ -25,6 +25,7 @@ func testReduce(t *testing.T, be kernels.Backend) {
 		for _, s := range shapes {
 			t.Run(fmt.Sprintf("%s/%dx%dx%d", op, s.outer, s.n, s.inner), func(t *testing.T) {
 				e := newEnv(t, be)
+				defer catch(t)
 				x := e.uniform(s.outer*s.n*s.inner, s.offset-1, s.offset+1)
 				want := make([]float64, s.outer*s.inner)
 				tol := make([]float64, len(want))
@@ -75,6 +76,7 @@ func testCountNonFinite(t *testing.T, be kernels.Backend) {
 	for _, n := range []int{0, 1, 100, 70000} {
 		t.Run(fmt.Sprintf("n%d", n), func(t *testing.T) {
 			e := newEnv(t, be)
+			defer catch(t)
 			x := e.uniform(n, -1, 1)
 			specials := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)),
 				math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32}
