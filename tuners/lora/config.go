@@ -332,3 +332,29 @@ func scaling(alpha float64, r int, rslora bool) float64 {
 	}
 	return alpha / float64(r)
 }
+
+// MarshalJSON encodes the config with lora_dropout written the way Python
+// writes a float (0.0, not 0), so that saved configs match PEFT's byte for
+// byte.
+func (c *Config) MarshalJSON() ([]byte, error) {
+	type plain Config
+	b, err := json.Marshal((*plain)(c))
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m["lora_dropout"] = json.RawMessage(pyFloat(c.Dropout))
+	return json.Marshal(m)
+}
+
+// pyFloat formats v as Python's repr does for floats of ordinary size.
+func pyFloat(v float64) string {
+	s := strconv.FormatFloat(v, 'g', -1, 64)
+	if !strings.ContainsAny(s, ".eEnN") {
+		s += ".0"
+	}
+	return s
+}

@@ -238,3 +238,11 @@ func TestScaling(t *testing.T) {
 		t.Errorf("alpha/sqrt(r) = %v", got)
 	}
 }
+
+func TestPyFloat(t *testing.T) {
+	for v, want := range map[float64]string{0: "0.0", 0.05: "0.05", 0.1: "0.1", 1: "1.0", 1e-5: "1e-05", 0.3333: "0.3333"} {
+		if got := pyFloat(v); got != want {
+			t.Errorf("pyFloat(%v) = %s, want %s", v, got, want)
+		}
+	}
+}
