@@ -267,3 +267,30 @@ func TestGemmWorkers(t *testing.T) {
 		t.Errorf("gemmWorkers(1024,1024,1024) = %d", got)
 	}
 }
+
+// TestKernelFor checks the per-shape choice of micro-kernel: the widest
+// kernel for wide products, a narrower one where the wide tile would be
+// mostly padding, and the pure Go one whenever it is forced.
+func TestKernelFor(t *testing.T) {
+	if asmKernel == nil {
+		if got := kernelFor(512, 512); got != genericKernel {
+			t.Errorf("kernelFor(512, 512) = %s without assembly kernels", got.name)
+		}
+		return
+	}
+	if got := kernelFor(512, 4096); got != asmKernel {
+		t.Errorf("kernelFor(512, 4096) = %s, want %s", got.name, asmKernel.name)
+	}
+	for _, kn := range asmKernels {
+		if kn.nr < asmKernel.nr {
+			if got := kernelFor(512, kn.nr); got != kn {
+				t.Errorf("kernelFor(512, %d) = %s, want %s", kn.nr, got.name, kn.name)
+			}
+		}
+	}
+	SetGenericGEMM(true)
+	defer SetGenericGEMM(false)
+	if got := kernelFor(512, 4096); got != genericKernel {
+		t.Errorf("kernelFor(512, 4096) with SetGenericGEMM(true) = %s", got.name)
+	}
+}
