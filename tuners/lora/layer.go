@@ -162,6 +162,7 @@ func newCore(base nn.Module) (*core, error) {
 	return c, nil
 }
 
+// groups returns the convolution's group count (at least 1).
 func groups(o nn.ConvOptions) int {
 	if o.Groups < 1 {
 		return 1
@@ -205,9 +206,7 @@ func (c *core) addAdapter(name string, o adapterOptions) error {
 	be := c.weight.Backend()
 	r := o.r
 	switch c.kind {
-	case kindLinear, kindConv1D:
-		a.a, a.b = nn.Zeros(be, r, c.in), nn.Zeros(be, c.out, r)
-	case kindEmbedding:
+	case kindLinear, kindConv1D, kindEmbedding:
 		a.a, a.b = nn.Zeros(be, r, c.in), nn.Zeros(be, c.out, r)
 	case kindConv1d:
 		a.a, a.b = nn.Zeros(be, r, c.in, c.weight.Dim(2)), nn.Zeros(be, c.out, r/g, 1)
@@ -247,10 +246,12 @@ func kaimingBound(t *nn.Tensor) float32 {
 	return float32(1 / math.Sqrt(float64(fanIn)))
 }
 
+// uniformLike overwrites t with U(-bound, bound) draws.
 func uniformLike(t *nn.Tensor, rng *nn.RNG, bound float32) {
 	t.CopyFrom(nn.Uniform(t.Backend(), rng, -bound, bound, t.Shape()...))
 }
 
+// normalLike overwrites t with N(0, std^2) draws.
 func normalLike(t *nn.Tensor, rng *nn.RNG, std float32) {
 	t.CopyFrom(nn.Normal(t.Backend(), rng, 0, std, t.Shape()...))
 }
