@@ -16,6 +16,9 @@
 //   - Destination buffers are written, never accumulated into, unless the
 //     kernel's doc says it accumulates (Axpy, ScatterAdd, Col2Im).
 //   - A kernel never retains its arguments after it returns.
+//   - Unless a kernel's doc says otherwise, dst must not overlap its inputs.
+//   - NaN propagates through Max/Min, ReLU and the max/min reductions, as in
+//     PyTorch.
 //   - Lengths that disagree with the buffers are programming errors of the
 //     caller (nn checks shapes before it calls a kernel) and may panic.
 package kernels
@@ -143,9 +146,11 @@ func (op ReduceOp) String() string {
 // when TransA is set, K x M with LdA >= M. Likewise op(B) is K x N, C is M x N
 // with LdC >= N. When Beta is 0, C is not read (NaNs in it do not propagate).
 //
-// Batch > 1 repeats the product Batch times; matrix i starts at element
-// i*StrideA of A, i*StrideB of B and i*StrideC of C. A stride of 0 reuses the
-// same matrix for every batch entry (only for A and B).
+// Batch <= 1 means one product (callers skip empty batches). Batch > 1
+// repeats the product Batch times; matrix i starts at element i*StrideA of A,
+// i*StrideB of B and i*StrideC of C. A stride of 0 reuses the same matrix for
+// every batch entry (only for A and B). The C matrices must not overlap:
+// backends may compute batch entries concurrently.
 type GemmArgs struct {
 	TransA, TransB bool
 	M, N, K        int
@@ -290,18 +295,20 @@ type Backend interface {
 	// Rope applies rotary embeddings in the rotate-half layout to src
 	// [batch, seq, dim]: dst = x*cos + rotate_half(x)*sin, where cos and sin
 	// are [seq, dim] tables and rotate_half(x) = cat(-x[dim/2:], x[:dim/2]).
-	// With inverse set it applies the inverse rotation (sin negated), which is
-	// also its backward pass.
+	// With inverse set it applies the transpose of that linear map, which is
+	// its backward pass; for HF's tables (whose two halves repeat) it is the
+	// inverse rotation, i.e. the same formula with sin negated.
 	Rope(dst, src, cos, sin Buffer, batch, seq, dim int, inverse bool)
 
 	// --- random numbers (Philox4x32-10, identical on every backend) ---
 
-	// Uniform fills dst with uniform numbers in [lo, hi) drawn from the
-	// counter-based stream (seed, offset): element i uses counter offset+i.
+	// Uniform fills dst with lo + float32((hi-lo)*u), u = UniformAt(seed,
+	// offset+i) for element i: the counter-based stream (seed, offset). For
+	// lo=0, hi=1 the result is bitwise UniformAt; rounding may give exactly
+	// hi otherwise.
 	Uniform(dst Buffer, seed, offset uint64, lo, hi float32)
-	// Normal fills dst with normal numbers of the given mean and standard
-	// deviation from the stream (seed, offset), element i from counter
-	// offset+i (Box-Muller on the counter's uniform pair).
+	// Normal fills dst with mean + float32(std*z), z = NormalAt(seed,
+	// offset+i) for element i (Box-Muller on the counter's uniform pair).
 	Normal(dst Buffer, seed, offset uint64, mean, std float32)
 
 	// --- optimizers ---
