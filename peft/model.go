@@ -102,6 +102,7 @@ func Load(base nn.Module, dir string, opts ...Option) (*Model, error) {
 		return nil, err
 	}
 	if err := m.loadWeights(o.name, dir); err != nil {
+		m.removeAdapter(o.name)
 		return nil, err
 	}
 	m.active = []string{o.name}
@@ -171,7 +172,8 @@ func (m *Model) LoadAdapter(dir, name string, opts ...Option) error {
 		return err
 	}
 	if err := m.loadWeights(name, dir); err != nil {
-		_ = m.DeleteAdapter(name)
+		m.removeAdapter(name)
+		_ = m.applyActive()
 		return err
 	}
 	return m.applyActive()
@@ -374,7 +376,8 @@ func (m *Model) refreshTrainable(ws []layerAt) {
 	}
 	for _, name := range m.order {
 		a := m.adapters[name]
-		on := slices.Contains(m.active, name) && !a.cfg.Base().InferenceMode
+		// PEFT freezes the adapters while they are disabled.
+		on := slices.Contains(m.active, name) && !a.cfg.Base().InferenceMode && !m.disabled
 		for _, w := range ws {
 			if w.layer != nil {
 				if slices.Contains(w.layer.Adapters(), name) {
@@ -395,7 +398,8 @@ func (m *Model) refreshTrainable(ws []layerAt) {
 				}
 			}
 		}
-		if !on {
+		// Biases live in the base layers; disabling does not freeze them.
+		if !slices.Contains(m.active, name) || a.cfg.Base().InferenceMode {
 			continue
 		}
 		mode := biasMode(a.cfg)
@@ -477,18 +481,26 @@ func (m *Model) DeleteAdapter(name string) error {
 	return m.applyActive()
 }
 
-// removeAdapter drops name from every wrapper and from the model's books.
+// removeAdapter drops name from every wrapper and from the model's books. A
+// wrapper left without adapters is replaced by the module it wraps, so that
+// removing every adapter gives the base model back unchanged.
 func (m *Model) removeAdapter(name string) {
 	for _, w := range m.wrappers() {
 		if w.layer != nil {
 			if slices.Contains(w.layer.Adapters(), name) {
 				_ = w.layer.Delete(name)
 			}
+			if len(w.layer.Adapters()) == 0 && len(w.layer.Merged()) == 0 {
+				_ = w.Parent.SetChild(w.Name, w.layer.Base())
+			}
 			continue
 		}
 		w.saved.copies.remove(name)
 		if w.saved.active == name {
 			w.saved.active = ""
+		}
+		if len(w.saved.copies.names) == 0 {
+			_ = w.Parent.SetChild(w.Name, w.saved.original)
 		}
 	}
 	delete(m.adapters, name)

@@ -441,3 +441,36 @@ func TestModulesToSave(t *testing.T) {
 		t.Errorf("MergeAndUnload did not put the trained copy in place: bias %v", got)
 	}
 }
+
+func TestFailedLoadLeavesBaseUnchanged(t *testing.T) {
+	dir := t.TempDir()
+	writeAdapter(t, dir, loraConfig("0", "2"), map[string]safetensors.Tensor{
+		"base_model.model.0.lora_A.weight": {Shape: []int{2, 4}, F32: make([]float32, 8)},
+	})
+	base := tinyMLP(t, 1)
+	if _, err := peft.Load(base, dir); err == nil {
+		t.Fatal("Load of an adapter with missing keys succeeded")
+	}
+	for i, l := range base.Layers {
+		if _, ok := l.(tuners.Layer); ok {
+			t.Errorf("after a failed Load, module %d is still wrapped (%T)", i, l)
+		}
+	}
+	// A failed LoadAdapter leaves the loaded adapters alone.
+	m, err := peft.New(base, loraConfig("0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadAdapter(dir, "bad"); err == nil {
+		t.Fatal("LoadAdapter of an adapter with missing keys succeeded")
+	}
+	if got := m.Adapters(); !slices.Equal(got, []string{"default"}) {
+		t.Errorf("adapters after a failed LoadAdapter: %q", got)
+	}
+	if _, ok := base.Layers[2].(tuners.Layer); ok {
+		t.Error("module 2, adapted only by the failed adapter, is still wrapped")
+	}
+	if _, ok := base.Layers[0].(tuners.Layer); !ok {
+		t.Error("module 0 lost the default adapter")
+	}
+}
