@@ -63,10 +63,16 @@ var unsupportedInits = map[InitWeights]bool{
 	"eva": true, "corda": true, "loftq": true, "lora_ga": true,
 }
 
-// effective returns the value with the empty default resolved.
+// effective returns the value with the empty default resolved and the
+// names PEFT compares case-insensitively ("OLoRA", "Gaussian", "MiCA")
+// lower-cased.
 func (w InitWeights) effective() InitWeights {
 	if w == "" {
 		return InitDefault
+	}
+	switch l := InitWeights(strings.ToLower(string(w))); l {
+	case InitOLoRA, InitGaussian, InitMiCA:
+		return l
 	}
 	return w
 }
@@ -98,8 +104,8 @@ func (w InitWeights) isPiSSA() bool {
 
 // MarshalJSON writes the bool values as JSON booleans, others as strings.
 func (w InitWeights) MarshalJSON() ([]byte, error) {
-	switch w.effective() {
-	case InitDefault:
+	switch w {
+	case InitDefault, "":
 		return []byte("true"), nil
 	case InitRandom:
 		return []byte("false"), nil

@@ -178,6 +178,8 @@ func TestValidateErrors(t *testing.T) {
 		{"loftq", func(c *Config) { c.LoftQConfig = json.RawMessage(`{"loftq_bits": 4}`) }, "loftq_config"},
 		{"eva", func(c *Config) { c.EvaConfig = json.RawMessage(`{"rho": 2}`) }, "eva_config"},
 		{"corda", func(c *Config) { c.CordaConfig = json.RawMessage(`{}`) }, ""},
+		{"olora any case", func(c *Config) { c.InitLoRAWeights = "OLoRA" }, ""},
+		{"pissa is case-sensitive", func(c *Config) { c.InitLoRAWeights = "PiSSA" }, "init_lora_weights"},
 		{"megatron", func(c *Config) { c.MegatronConfig = json.RawMessage(`{"a": 1}`) }, "megatron_config"},
 		{"layer replication", func(c *Config) { c.LayerReplication = json.RawMessage(`[[0, 2]]`) }, "layer_replication"},
 		{"target parameters", func(c *Config) { c.TargetParameters = json.RawMessage(`["experts.w"]`) }, "target_parameters"},
