@@ -2,6 +2,7 @@ package purego
 
 import (
 	"fmt"
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -365,13 +366,19 @@ type floatBuf struct{ s []float32 }
 // stateBuf is a pooled slice of packing states.
 type stateBuf struct{ s []atomic.Int32 }
 
-var floatPool, statePool sync.Pool
+// floatPools holds scratch buffers by size class (bits.Len of the length),
+// so that a request for a small buffer does not take the large one that the
+// next large request then has to allocate again.
+var (
+	floatPools [64]sync.Pool
+	statePool  sync.Pool
+)
 
 // getFloats returns a pooled buffer of at least n floats, its start aligned
-// to 64 bytes.
+// to 64 bytes, and the handle to give back with putFloats.
 func getFloats(n int) (*floatBuf, []float32) {
 	const pad = 16 // floats of slack for alignment
-	fb, _ := floatPool.Get().(*floatBuf)
+	fb, _ := floatPools[bits.Len(uint(n))].Get().(*floatBuf)
 	if fb == nil || cap(fb.s) < n+pad {
 		fb = &floatBuf{s: make([]float32, n+pad)}
 	}
@@ -382,6 +389,9 @@ func getFloats(n int) (*floatBuf, []float32) {
 	}
 	return fb, s[off : off+n : off+n]
 }
+
+// putFloats gives back a buffer of getFloats(n).
+func putFloats(fb *floatBuf, n int) { floatPools[bits.Len(uint(n))].Put(fb) }
 
 // getStates returns a pooled slice of n states, all blockEmpty.
 func getStates(n int) *stateBuf {
@@ -434,11 +444,11 @@ func (j *gemmJob) run() {
 
 	j.bufA, j.bufB, j.stateA, j.stateB = nil, nil, nil, nil
 	if fa != nil {
-		floatPool.Put(fa)
+		putFloats(fa, j.k*j.mPad)
 		statePool.Put(sa)
 	}
 	if fb != nil {
-		floatPool.Put(fb)
+		putFloats(fb, j.k*j.nPad)
 		statePool.Put(sb)
 	}
 }
@@ -497,7 +507,7 @@ func (j *gemmJob) worker() {
 	var edgeA []float32
 	if j.strided != nil {
 		edge, edgeA = getFloats(j.mr * j.kc)
-		defer floatPool.Put(edge)
+		defer putFloats(edge, j.mr*j.kc)
 	}
 	nItems := j.nIb * j.nJb
 	for {
@@ -537,7 +547,7 @@ func (j *gemmJob) worker() {
 func (j *gemmJob) workerCols() {
 	var tile [gemmMaxTile]float32
 	fb, bufB := getFloats(j.kc * j.nc)
-	defer floatPool.Put(fb)
+	defer putFloats(fb, j.kc*j.nc)
 	for {
 		item := int(j.next.Add(1) - 1)
 		if item >= j.nJb {
