@@ -1,6 +1,7 @@
 package lora
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -676,5 +677,102 @@ func TestDropoutForward(t *testing.T) {
 			}
 		}
 		closeTo(t, "dropout forward", got, want, 2e-5, 2e-5)
+	}
+}
+
+// TestDropoutForwardAllKinds replays the dropout mask of a training forward
+// for every layer kind, LoRA and DoRA, and checks the output against
+// base(x) + [DoRA: (s_o - 1) * base_nobias(xd)] + s_o * scaling * BA(xd)
+// with s_o = m_o/||W + scaling*BA||_o (1 without DoRA). Embeddings apply no
+// dropout at all, as in PEFT.
+func TestDropoutForwardAllKinds(t *testing.T) {
+	for _, lc := range layerCases {
+		for _, dora := range []bool{false, true} {
+			r := rand.New(rand.NewPCG(29, 30))
+			cfg := testConfig(variant{dora: dora})
+			cfg.Dropout = 0.4
+			l := wrap(t, lc.base(r), cfg, "default")
+			perturbMagnitude(l, "default", r)
+			x, ids := lc.input(r)
+			c := l.coreOf()
+			evalOut := reference(t, l, x, ids)
+			c.SetTraining(true)
+			replay := nn.NewRNG(c.rng.Seed())
+			replay.SetOffset(c.rng.Offset())
+			got := run(l, x, ids).Data()
+			c.SetTraining(false)
+			if c.kind == kindEmbedding {
+				closeTo(t, lc.name+" training lookup", got, evalOut, 2e-5, 2e-5)
+				continue
+			}
+			xd := nn.DropoutOp(x, 0.4, replay)
+			a := c.adapters["default"]
+			w := from32(c.weight).d
+			rest := len(w) / c.out
+			if c.kind == kindConv1D {
+				w = transpose64(w, rest, c.out)
+			}
+			var bias []float64
+			if c.bias != nil {
+				bias = from32(c.bias).d
+			}
+			A, B := from32(a.a).d, from32(a.b).d
+			ba := matmulT64(B, c.out, a.r, transpose64(A, a.r, rest), rest)
+			sba := make([]float64, len(ba))
+			weff := slices.Clone(w)
+			for i := range ba {
+				sba[i] = a.scale * ba[i]
+				weff[i] += sba[i]
+			}
+			scale := make([]float64, c.out)
+			for o := range scale {
+				scale[o] = 1
+			}
+			if dora {
+				m := from32(a.magnitude).d
+				norms := rowNorms(weff, c.out, rest)
+				for o := range scale {
+					scale[o] = m[o] / norms[o]
+				}
+			}
+			baseOut := apply64(c, w, bias, x, nil)
+			loraOut := apply64(c, sba, nil, xd, nil)
+			dropBase := apply64(c, w, nil, xd, nil)
+			spatial := 1
+			if c.kind.isConv() {
+				spatial = len(baseOut) / (x.Dim(0) * c.out)
+			}
+			want := make([]float64, len(baseOut))
+			for i := range want {
+				o := (i / spatial) % c.out
+				want[i] = baseOut[i] + scale[o]*loraOut[i]
+				if dora {
+					want[i] += (scale[o] - 1) * dropBase[i]
+				}
+			}
+			closeTo(t, fmt.Sprintf("%s dora=%v", lc.name, dora), got, want, 2e-5, 2e-5)
+		}
+	}
+}
+
+func TestLookupChecked(t *testing.T) {
+	r := rand.New(rand.NewPCG(33, 34))
+	e := wrap(t, layerCases[3].base(r), testConfig(variant{}), "default").(*Embedding)
+	if _, err := e.LookupChecked([]int32{1, tVocab}, 2); err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Errorf("out-of-range id: err = %v", err)
+	}
+	if _, err := e.LookupChecked([]int32{1, 2, 3}, 2); err == nil {
+		t.Error("ids that do not fill the shape were accepted")
+	}
+	got, err := e.LookupChecked([]int32{1, 2}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "checked lookup", got.Data(), reference(t, e, nil, []int32{1, 2}), 2e-5, 2e-5)
+	if e.HasAdapter("nope") || !e.HasAdapter("default") || e.Rank("nope") != 0 || e.Scaling("nope") != 0 {
+		t.Error("HasAdapter/Rank/Scaling of a missing adapter")
+	}
+	if _, err := e.DeltaWeight("nope"); err == nil {
+		t.Error("DeltaWeight of a missing adapter succeeded")
 	}
 }
