@@ -248,6 +248,10 @@ func (m *Model) loadWeights(adapter, dir string) error {
 	if err != nil {
 		return err
 	}
+	ints, err := m.intState(adapter)
+	if err != nil {
+		return err
+	}
 	f, err := safetensors.Open(path)
 	if err != nil {
 		return fmt.Errorf("peft: %w", err)
@@ -256,17 +260,26 @@ func (m *Model) loadWeights(adapter, dir string) error {
 	var unexpected, missing, mismatched []string
 	names := f.Names()
 	for _, name := range names {
-		t, ok := want[name]
-		if !ok {
+		info, _ := f.Info(name)
+		var shape []int
+		if t, ok := want[name]; ok {
+			shape = t.Shape()
+		} else if it, ok := ints[name]; ok {
+			shape = it.Shape
+		} else {
 			unexpected = append(unexpected, name)
 			continue
 		}
-		info, _ := f.Info(name)
-		if !sameShape(info.Shape, t.Shape()) {
-			mismatched = append(mismatched, fmt.Sprintf("%s: file %v, model %v", name, info.Shape, t.Shape()))
+		if !sameShape(info.Shape, shape) {
+			mismatched = append(mismatched, fmt.Sprintf("%s: file %v, model %v", name, info.Shape, shape))
 		}
 	}
 	for key := range want {
+		if !slices.Contains(names, key) {
+			missing = append(missing, key)
+		}
+	}
+	for key := range ints {
 		if !slices.Contains(names, key) {
 			missing = append(missing, key)
 		}
@@ -285,28 +298,76 @@ func (m *Model) loadWeights(adapter, dir string) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("peft: %s: adapter %q: %s", path, adapter, strings.Join(problems, "; "))
 	}
+	// Read (and convert) everything before writing anything, so that a bad
+	// tensor leaves the adapter untouched.
+	floats := make(map[string][]float32, len(want))
+	integers := make(map[string][]int64, len(ints))
 	for _, name := range names {
-		t := want[name]
-		data, err := f.Float32(name)
-		if err != nil {
-			return fmt.Errorf("peft: %w", err)
+		if _, ok := want[name]; ok {
+			if floats[name], err = f.Float32(name); err != nil {
+				return fmt.Errorf("peft: adapter %q: %w", adapter, err)
+			}
+			continue
 		}
-		t.CopyFromHost(data)
+		if integers[name], err = f.Int64(name); err != nil {
+			return fmt.Errorf("peft: adapter %q: %w", adapter, err)
+		}
+	}
+	for name, data := range floats {
+		want[name].CopyFromHost(data)
+	}
+	for name, data := range integers {
+		copy(ints[name].Data, data)
 	}
 	return nil
+}
+
+// intState returns adapter's integer tensors by saved key.
+func (m *Model) intState(adapter string) (map[string]*tuners.IntTensor, error) {
+	out := map[string]*tuners.IntTensor{}
+	put := func(key string, t *tuners.IntTensor) error {
+		if _, ok := out[key]; ok {
+			return fmt.Errorf("peft: adapter %q: two integer tensors have the saved key %q", adapter, key)
+		}
+		if n := shapeLen(t.Shape); n != len(t.Data) {
+			return fmt.Errorf("peft: adapter %q: integer tensor %q has %d values for shape %v", adapter, key, len(t.Data), t.Shape)
+		}
+		out[key] = t
+		return nil
+	}
+	for _, w := range m.wrappers() {
+		is, ok := w.layer.(tuners.IntStater)
+		if w.layer == nil || !ok {
+			continue
+		}
+		for _, t := range is.AdapterInts(adapter) {
+			if err := put(rootPrefix+"."+w.Path+"."+t.Name, t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if a := m.adapters[adapter]; a != nil && a.shared != nil {
+		for _, t := range a.shared.Ints {
+			if err := put("base_model."+t.Name, t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+func shapeLen(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
 }
 
 // sameShape compares a file shape with a tensor shape; a 0-d file tensor
 // matches a one-element tensor of any rank.
 func sameShape(file, model []int) bool {
-	if slices.Equal(file, model) {
-		return true
-	}
-	n := 1
-	for _, d := range model {
-		n *= d
-	}
-	return len(file) == 0 && n == 1
+	return slices.Equal(file, model) || (len(file) == 0 && shapeLen(model) == 1)
 }
 
 // SaveOption configures Save.
@@ -347,9 +408,19 @@ func (m *Model) Save(dir string, opts ...SaveOption) error {
 		if err != nil {
 			return err
 		}
-		tensors := make(map[string]safetensors.Tensor, len(sd))
+		ints, err := m.intState(name)
+		if err != nil {
+			return err
+		}
+		tensors := make(map[string]safetensors.Tensor, len(sd)+len(ints))
 		for k, t := range sd {
 			tensors[k] = safetensors.Tensor{Shape: t.Shape(), F32: t.Data()}
+		}
+		for k, t := range ints {
+			if _, ok := tensors[k]; ok {
+				return fmt.Errorf("peft: adapter %q: %q is both a float and an integer tensor", name, k)
+			}
+			tensors[k] = safetensors.Tensor{Shape: slices.Clone(t.Shape), I64: slices.Clone(t.Data)}
 		}
 		if err := os.MkdirAll(out, 0o755); err != nil {
 			return fmt.Errorf("peft: %w", err)

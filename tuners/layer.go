@@ -145,9 +145,33 @@ type Method interface {
 type Shared struct {
 	// Params are saved under "base_model." + Param.Name (no "model." and
 	// no adapter name): "vera_A", "vblora_vector_bank", "tinylora_v.0".
+	// Those created requiring gradients are trained while the adapter is
+	// active.
 	Params []nn.Param
+	// Ints are integer tensors saved the same way ("frod_s_indices.lin0").
+	Ints []*IntTensor
 	// State is private to the method, handed back in every Target.
 	State any
+}
+
+// IntTensor is integer adapter state that is saved and loaded but never
+// trained (indices and sizes, such as FRoD's): nn tensors hold float32 only.
+// The adapter file stores it as I64.
+type IntTensor struct {
+	// Name is the saved-key fragment, as for nn.Param.
+	Name string
+	// Shape is the tensor's shape.
+	Shape []int
+	// Data holds the elements, row-major; loading overwrites them in
+	// place, so len(Data) must be the product of Shape.
+	Data []int64
+}
+
+// IntStater is implemented by layers that hold integer state for an
+// adapter; the peft package saves and loads it beside AdapterParams, under
+// "base_model.model." + path + "." + IntTensor.Name.
+type IntStater interface {
+	AdapterInts(adapter string) []*IntTensor
 }
 
 // Preparer is implemented by methods that need a look at every target
