@@ -436,13 +436,17 @@ func biasMode(cfg tuners.Config) string {
 }
 
 // DisableAdapters runs fn with every adapter turned off (PEFT's
-// disable_adapter context): the base model computes as if it had no adapter,
-// except for what adapters changed in place (merged weights, and biases
-// trained with bias="all"). The adapters are turned back on when fn returns
-// or panics. fn's error is returned.
+// disable_adapter context): the base model computes as if it had no
+// adapter, except for biases trained with bias="all", which live in the base
+// layers. Merged adapters are unmerged first (PEFT unmerges them on the
+// first forward pass) and stay unmerged afterwards. The adapters are turned
+// back on when fn returns or panics. fn's error is returned.
 func (m *Model) DisableAdapters(fn func() error) error {
 	if m.unloaded {
 		return errUnloaded
+	}
+	if err := m.Unmerge(); err != nil {
+		return err
 	}
 	was := m.disabled
 	m.disabled = true

@@ -474,3 +474,27 @@ func TestFailedLoadLeavesBaseUnchanged(t *testing.T) {
 		t.Error("module 0 lost the default adapter")
 	}
 }
+
+func TestDisableUnmerges(t *testing.T) {
+	base := tinyMLP(t, 1)
+	x := tinyInput()
+	plain := base.Forward(x)
+	m, err := peft.New(base, loraConfig("0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, "default", 5)
+	adapted := base.Forward(x)
+	if err := m.Merge(); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.DisableAdapters(func() error {
+		if d := maxDiff(base.Forward(x), plain); d > 1e-5 {
+			t.Errorf("disabled while merged: output differs from the base by %g", d)
+		}
+		return nil
+	})
+	if d := maxDiff(base.Forward(x), adapted); d > 1e-5 {
+		t.Errorf("after DisableAdapters the adapter output differs by %g", d)
+	}
+}

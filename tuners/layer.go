@@ -72,7 +72,8 @@ type Layer interface {
 	// (buffers, frozen projections) are left alone.
 	SetTrainable(adapter string, on bool)
 	// SetDisabled turns every adapter off (Forward computes the wrapped
-	// module alone) or back on. Merged weights stay merged.
+	// module alone) or back on. It does not touch merged weights: the peft
+	// package unmerges a layer before disabling it, as PEFT does.
 	SetDisabled(disabled bool)
 	// Disabled reports whether the adapters are turned off.
 	Disabled() bool
