@@ -29,7 +29,10 @@
 // lora_magnitude_vector (see AdapterParams).
 //
 // WeightedConfig and AddWeighted are PEFT's add_weighted_adapter (linear,
-// cat, svd, ties, dare and magnitude_prune combinations).
+// cat, svd, ties, dare and magnitude_prune combinations); SetBatchAdapters
+// is its mixed-batch inference (adapter_names: one adapter per batch row);
+// MutatedToLoRA converts PiSSA/OLoRA adapters to plain LoRA for the
+// original weights (path_initial_model_for_weight_conversion).
 //
 // # Where gopeft differs from PEFT
 //

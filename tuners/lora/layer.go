@@ -86,6 +86,7 @@ type core struct {
 	merged   []string
 	disabled bool
 	training bool
+	batch    []string // per-row adapters (SetBatchAdapters), nil when off
 	rng      *nn.RNG // dropout stream
 }
 
@@ -118,6 +119,8 @@ type AdapterLayer interface {
 	Rank(name string) int
 	// Scaling returns an adapter's current scaling factor.
 	Scaling(name string) float64
+	// SetBatchAdapters selects one adapter per batch row (nil: off).
+	SetBatchAdapters(names []string) error
 	coreOf() *core
 }
 
@@ -375,6 +378,9 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 	if l.disabled || len(l.merged) > 0 {
 		return result
 	}
+	if l.batch != nil {
+		return l.mixedForward(x, result)
+	}
 	for _, name := range l.active {
 		a, ok := l.adapters[name]
 		if !ok {
@@ -436,6 +442,9 @@ func (e *Embedding) Lookup(ids []int32, shape ...int) *nn.Tensor {
 	result := base.Lookup(ids, shape...)
 	if e.disabled || len(e.merged) > 0 {
 		return result
+	}
+	if e.batch != nil {
+		return e.mixedLookup(ids, shape, result)
 	}
 	outShape := result.Shape()
 	for _, name := range e.active {
@@ -577,6 +586,9 @@ func allFinite(t *nn.Tensor) bool {
 // is left untouched and an error names the adapter. Not safe for
 // concurrent use.
 func (c *core) Merge(names []string, safe bool) error {
+	if c.batch != nil {
+		return fmt.Errorf("lora: cannot merge while per-row adapters are set (SetBatchAdapters)")
+	}
 	if names == nil {
 		names = c.active
 	}
