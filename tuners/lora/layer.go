@@ -87,7 +87,7 @@ type core struct {
 	disabled bool
 	training bool
 	batch    []string // per-row adapters (SetBatchAdapters), nil when off
-	rng      *nn.RNG // dropout stream
+	rng      *nn.RNG  // dropout stream
 }
 
 // Layer is a Linear, GPT-2 Conv1D, Conv1d or Conv2d base layer with LoRA
