@@ -13,7 +13,9 @@
 //     optionally BiasMode (see BiasConfig);
 //   - a Layer: the wrapper that replaces a targeted module, runs the
 //     wrapped module plus the active adapters, merges and unmerges in place,
-//     and reports each adapter's tensors under their saved names;
+//     and reports each adapter's tensors under their saved names (embedding
+//     Bookkeeping gives it the adapter names, active set, disabled flag and
+//     merge order);
 //   - a Method value: Type ("LORA"), Prefix ("lora_"), NewConfig (defaults)
 //     and Wrap (make a Layer for a target, or add an adapter to an existing
 //     Layer). Optional interfaces add model-wide steps: Preparer (shared
