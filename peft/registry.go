@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/ia3"
 	"github.com/gopeft/gopeft/tuners/lora"
 )
 
@@ -12,6 +13,7 @@ import (
 // map, filled here and nowhere else: adding a method is one import and one
 // line.
 var methods = map[string]tuners.Method{
+	ia3.PeftType:  ia3.Method{},
 	lora.PeftType: lora.Method{},
 }
 
