@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gopeft/gopeft/models"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/peft"
 	"github.com/gopeft/gopeft/safetensors"
@@ -496,5 +497,59 @@ func TestDisableUnmerges(t *testing.T) {
 	})
 	if d := maxDiff(base.Forward(x), adapted); d > 1e-5 {
 		t.Errorf("after DisableAdapters the adapter output differs by %g", d)
+	}
+}
+
+func TestForwardMixed(t *testing.T) {
+	base := tinyMLP(t, 1)
+	m, err := peft.New(base, loraConfig("0", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, "default", 8)
+	if err := m.AddAdapter(loraConfig("0"), peft.AdapterName("other")); err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, "other", 9)
+	x := tinyInput() // two rows
+	in := models.Input{X: x, Shape: x.Shape()}
+	row := func(out *nn.Tensor, i int) []float32 { return out.Data()[3*i : 3*i+3] }
+
+	want := map[string]*nn.Tensor{}
+	for _, a := range []string{"default", "other"} {
+		if err := m.SetAdapter(a); err != nil {
+			t.Fatal(err)
+		}
+		want[a] = base.Forward(x)
+	}
+	var plain *nn.Tensor
+	_ = m.DisableAdapters(func() error { plain = base.Forward(x); return nil })
+	want[tuners.BaseAdapterName] = plain
+	if err := m.SetAdapter("default"); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, names := range [][]string{{"other", "default"}, {tuners.BaseAdapterName, "other"}} {
+		out, err := m.ForwardMixed(in, names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range names {
+			got, w := row(out, i), row(want[n], i)
+			for j := range got {
+				if d := got[j] - w[j]; d > 1e-5 || d < -1e-5 {
+					t.Fatalf("rows %q: row %d differs from adapter %q alone by %g", names, i, n, d)
+				}
+			}
+		}
+	}
+	// Afterwards the active adapter applies to every row again.
+	if d := maxDiff(base.Forward(x), want["default"]); d > 1e-6 {
+		t.Errorf("after ForwardMixed the output differs by %g", d)
+	}
+	for _, bad := range [][]string{{"default"}, {"default", "nope"}, nil} {
+		if _, err := m.ForwardMixed(in, bad); err == nil {
+			t.Errorf("ForwardMixed(%q) succeeded", bad)
+		}
 	}
 }

@@ -210,6 +210,19 @@ type StepHook interface {
 	AfterBackward(step int) error
 }
 
+// RowAdapters is implemented by layers that can apply a different adapter
+// to each row of a batch (PEFT's mixed-batch inference with adapter_names).
+type RowAdapters interface {
+	// SetBatchAdapters makes Forward apply adapter names[i] alone to batch
+	// row i; BaseAdapterName or an adapter the layer does not hold leaves
+	// the row to the wrapped module. nil turns it off.
+	SetBatchAdapters(names []string) error
+}
+
+// BaseAdapterName stands for "no adapter" in per-row adapter lists (PEFT's
+// "__base__").
+const BaseAdapterName = "__base__"
+
 // ModelTyper is implemented by base models that know their HF model_type
 // ("llama", "gpt2"). It selects the default target_modules.
 type ModelTyper interface {
