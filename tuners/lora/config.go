@@ -52,6 +52,16 @@ const (
 	// the smallest singular values, A zero; B stays frozen, only A trains
 	// (Linear, GPT-2 Conv1D and Embedding).
 	InitMiCA InitWeights = "mica"
+	// InitEVA: what PEFT's layers do for EVA: A kaiming-uniform, B zero
+	// (Embedding: as InitDefault). EVA's data-driven step
+	// (initialize_lora_eva_weights) is not implemented; adapters trained
+	// with EVA load as usual.
+	InitEVA InitWeights = "eva"
+	// InitLoRAGA: what PEFT's layers do for LoRA-GA without the gradients
+	// of its preprocessing step (the case when loading a trained adapter):
+	// the default initialisation. The gradient-based step is not
+	// implemented.
+	InitLoRAGA InitWeights = "lora_ga"
 )
 
 // pissaNiterPrefix starts "pissa_niter_<n>" (fast randomized SVD in PEFT).
@@ -59,9 +69,7 @@ const pissaNiterPrefix = "pissa_niter_"
 
 // unsupportedInits are init_lora_weights values PEFT knows that gopeft does
 // not implement yet.
-var unsupportedInits = map[InitWeights]bool{
-	"eva": true, "corda": true, "loftq": true, "lora_ga": true,
-}
+var unsupportedInits = map[InitWeights]bool{"corda": true, "loftq": true}
 
 // effective returns the value with the empty default resolved and the
 // names PEFT compares case-insensitively ("OLoRA", "Gaussian", "MiCA")
@@ -183,11 +191,15 @@ type Config struct {
 	// EnsureWeightTying is not supported yet.
 	EnsureWeightTying bool `json:"ensure_weight_tying"`
 
+	// EvaConfig, CordaConfig and LoraGAConfig configure data-driven
+	// initialisation steps gopeft does not run; like PEFT, gopeft ignores
+	// them unless init_lora_weights names the method. Kept verbatim.
+	EvaConfig    json.RawMessage `json:"eva_config"`
+	CordaConfig  json.RawMessage `json:"corda_config"`
+	LoraGAConfig json.RawMessage `json:"lora_ga_config"`
+
 	// Options not supported yet, kept verbatim (null or {} by default).
 	LoftQConfig           json.RawMessage `json:"loftq_config"`
-	EvaConfig             json.RawMessage `json:"eva_config"`
-	CordaConfig           json.RawMessage `json:"corda_config"`
-	LoraGAConfig          json.RawMessage `json:"lora_ga_config"`
 	MegatronConfig        json.RawMessage `json:"megatron_config"`
 	TrainableTokenIndices json.RawMessage `json:"trainable_token_indices"`
 	VeloraConfig          json.RawMessage `json:"velora_config"`
@@ -259,7 +271,8 @@ func (c *Config) Validate() error {
 	}
 	init := c.InitLoRAWeights.effective()
 	switch {
-	case init.IsBool(), init == InitGaussian, init == InitPiSSA, init == InitOLoRA, init == InitOrthogonal, init == InitMiCA:
+	case init.IsBool(), init == InitGaussian, init == InitPiSSA, init == InitOLoRA, init == InitOrthogonal,
+		init == InitMiCA, init == InitEVA, init == InitLoRAGA:
 	case strings.HasPrefix(string(init), pissaNiterPrefix):
 		if _, ok := init.pissaNiter(); !ok {
 			return fmt.Errorf("lora: init_lora_weights %q: want pissa_niter_<non-negative integer>", init)
@@ -307,6 +320,10 @@ func (c *Config) Validate() error {
 	if len(t.LayersPattern) > 0 && len(t.LayersToTransform) == 0 {
 		return fmt.Errorf("lora: layers_pattern is set but layers_to_transform is not")
 	}
+	if init != "loftq" && !isDefaultRaw(c.LoftQConfig) {
+		// PEFT drops a loftq_config that init_lora_weights does not use.
+		c.LoftQConfig = json.RawMessage("{}")
+	}
 	if c.UseQALoRA {
 		return fmt.Errorf("lora: use_qalora is not supported yet")
 	}
@@ -317,8 +334,7 @@ func (c *Config) Validate() error {
 		name string
 		v    json.RawMessage
 	}{
-		{"loftq_config", c.LoftQConfig}, {"eva_config", c.EvaConfig}, {"corda_config", c.CordaConfig},
-		{"lora_ga_config", c.LoraGAConfig}, {"megatron_config", c.MegatronConfig},
+		{"megatron_config", c.MegatronConfig},
 		{"trainable_token_indices", c.TrainableTokenIndices}, {"velora_config", c.VeloraConfig},
 		{"alora_invocation_tokens", c.AloraInvocationTokens}, {"monteclora_config", c.MonteCLoRAConfig},
 		{"layer_replication", c.LayerReplication}, {"target_parameters", c.TargetParameters},

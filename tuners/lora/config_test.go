@@ -175,8 +175,10 @@ func TestValidateErrors(t *testing.T) {
 		{"peft type", func(c *Config) { c.PeftType = "LOHA" }, "peft_type"},
 		{"qalora", func(c *Config) { c.UseQALoRA = true }, "use_qalora"},
 		{"weight tying", func(c *Config) { c.EnsureWeightTying = true }, "ensure_weight_tying"},
-		{"loftq", func(c *Config) { c.LoftQConfig = json.RawMessage(`{"loftq_bits": 4}`) }, "loftq_config"},
-		{"eva", func(c *Config) { c.EvaConfig = json.RawMessage(`{"rho": 2}`) }, "eva_config"},
+		{"loftq", func(c *Config) { c.InitLoRAWeights = "loftq" }, "not supported yet"},
+		{"corda init", func(c *Config) { c.InitLoRAWeights = "corda" }, "not supported yet"},
+		{"eva", func(c *Config) { c.InitLoRAWeights, c.EvaConfig = InitEVA, json.RawMessage(`{"rho": 2}`) }, ""},
+		{"lora_ga", func(c *Config) { c.InitLoRAWeights = InitLoRAGA }, ""},
 		{"corda", func(c *Config) { c.CordaConfig = json.RawMessage(`{}`) }, ""},
 		{"olora any case", func(c *Config) { c.InitLoRAWeights = "OLoRA" }, ""},
 		{"pissa is case-sensitive", func(c *Config) { c.InitLoRAWeights = "PiSSA" }, "init_lora_weights"},
@@ -204,6 +206,17 @@ func TestValidateErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: err = %v, want one naming %q", tc.name, err, tc.field)
 		}
+	}
+}
+
+func TestUnusedLoftQConfigDropped(t *testing.T) {
+	c := NewConfig()
+	c.LoftQConfig = json.RawMessage(`{"loftq_bits": 4}`)
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if string(c.LoftQConfig) != "{}" {
+		t.Errorf("loftq_config kept as %s, want {} (PEFT drops it when init_lora_weights is not loftq)", c.LoftQConfig)
 	}
 }
 

@@ -49,12 +49,15 @@
 //     dilation, which gives outputs of the wrong size); OLoRA on GPT-2
 //     Conv1D is refused (PEFT builds factors of the wrong shape there);
 //     DoRA on grouped convolutions is refused.
-//   - Options PEFT has and gopeft does not implement yet (LoftQ, EVA,
-//     CorDA, LoRA-GA, QALoRA, aLoRA, VeLoRA, MonteCLoRA, BD-LoRA, Arrow,
-//     Megatron, layer_replication,
-//     target_parameters, trainable_token_indices, ensure_weight_tying) are
-//     kept in the config for round trips, and Validate reports them as not
-//     supported yet when they are set.
+//   - The data-driven steps of EVA, LoRA-GA and CorDA are not implemented:
+//     "eva" and "lora_ga" initialise as PEFT's layers do without them
+//     (enough to load adapters trained with them), "corda" is refused (PEFT
+//     refuses it too without its preprocessing).
+//   - Options PEFT has and gopeft does not implement yet (LoftQ, QALoRA,
+//     aLoRA, VeLoRA, MonteCLoRA, BD-LoRA, Arrow, Megatron,
+//     layer_replication, target_parameters, trainable_token_indices,
+//     ensure_weight_tying) are kept in the config for round trips, and
+//     Validate reports them as not supported yet when they are set.
 //
 // # Concurrency
 //

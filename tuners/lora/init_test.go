@@ -350,3 +350,31 @@ func TestMiCAInit(t *testing.T) {
 		t.Error("MiCA with DoRA validated")
 	}
 }
+
+// TestEVAAndLoRAGAInit checks the layer-level behaviour PEFT has for these
+// data-driven inits without their data step: A kaiming, B zero (Embedding:
+// A zero, B normal); EVA on a convolution is an error, as in PEFT.
+func TestEVAAndLoRAGAInit(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	for _, init := range []InitWeights{InitEVA, InitLoRAGA} {
+		l := wrap(t, &nn.Linear{Weight: randTensor(r, 0.1, 8, 50)}, initConfig(init, 4, 4), "default")
+		a := l.coreOf().adapters["default"]
+		if !allZero(a.b.Data()) || allZero(a.a.Data()) {
+			t.Errorf("%s: want A random, B zero", init)
+		}
+		if _, _, m := stats(a.a.Data()); m > 1/math.Sqrt(50) {
+			t.Errorf("%s: A exceeds the kaiming bound", init)
+		}
+		e := wrap(t, &nn.Embedding{Weight: randTensor(r, 1, 30, 4)}, initConfig(init, 2, 2), "default")
+		if !allZero(e.coreOf().adapters["default"].a.Data()) {
+			t.Errorf("%s: embedding A is not zero", init)
+		}
+	}
+	if _, err := (Method{}).Wrap(tuners.Target{Path: "c", Module: layerCases[5].base(r), Config: initConfig(InitEVA, 2, 2), Adapter: "default"}); err == nil {
+		t.Error("eva on a Conv2d succeeded")
+	}
+	l := wrap(t, layerCases[5].base(r), initConfig(InitLoRAGA, 2, 2), "default")
+	if !allZero(l.coreOf().adapters["default"].b.Data()) {
+		t.Error("lora_ga on a Conv2d: B not zero")
+	}
+}

@@ -283,7 +283,12 @@ func (c *core) initAdapter(name string, a *adapter, init InitWeights, rng *nn.RN
 		return nil
 	}
 	switch {
-	case init == InitDefault:
+	case init == InitDefault, init == InitLoRAGA:
+		uniformLike(a.a, rng, kaimingBound(a.a))
+	case init == InitEVA:
+		if c.kind.isConv() {
+			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
+		}
 		uniformLike(a.a, rng, kaimingBound(a.a))
 	case init == InitRandom:
 		// Neither factor is reset: both keep the default init of the torch
