@@ -6,6 +6,7 @@ import (
 
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/ia3"
+	"github.com/gopeft/gopeft/tuners/lntuning"
 	"github.com/gopeft/gopeft/tuners/lora"
 )
 
@@ -13,8 +14,9 @@ import (
 // map, filled here and nowhere else: adding a method is one import and one
 // line.
 var methods = map[string]tuners.Method{
-	ia3.PeftType:  ia3.Method{},
-	lora.PeftType: lora.Method{},
+	ia3.PeftType:      ia3.Method{},
+	lntuning.PeftType: lntuning.Method{},
+	lora.PeftType:     lora.Method{},
 }
 
 // Method returns the method registered for peftType ("LORA"; the lookup
