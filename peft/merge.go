@@ -42,7 +42,8 @@ func (m *Model) mergeOptions(opts []MergeOption) (mergeOptions, error) {
 // the adapter's cost gone; Unmerge restores the base weights. Layers that
 // do not hold an adapter are left alone, as are modules_to_save copies
 // (they replace their module only on MergeAndUnload). If a layer fails, the
-// layers merged by this call are unmerged again.
+// layers merged by this call are unmerged again (which restores their
+// weights up to float32 rounding).
 func (m *Model) Merge(opts ...MergeOption) error {
 	if m.unloaded {
 		return errUnloaded

@@ -2,6 +2,7 @@ package peft_test
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -551,5 +552,66 @@ func TestForwardMixed(t *testing.T) {
 		if _, err := m.ForwardMixed(in, bad); err == nil {
 			t.Errorf("ForwardMixed(%q) succeeded", bad)
 		}
+	}
+}
+
+func TestSafeMergeRefusesNonFinite(t *testing.T) {
+	base := tinyMLP(t, 1)
+	m, err := peft.New(base, loraConfig("0", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, "default", 10)
+	sd, err := m.StateDict("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := sd["base_model.model.2.lora_B.weight"]
+	vals := b.Data()
+	vals[0] = float32(math.Inf(1))
+	b.CopyFromHost(vals)
+	before := weightsOf(base)
+	err = m.Merge(peft.SafeMerge())
+	if err == nil || !strings.Contains(err.Error(), `"2"`) {
+		t.Fatalf("SafeMerge with an infinite factor: %v, want an error naming module 2", err)
+	}
+	// Layers merged before the failure are unmerged again (up to rounding).
+	after := weightsOf(base)
+	for name, w := range before {
+		for i := range w {
+			if d := math.Abs(float64(w[i] - after[name][i])); d > 1e-5 {
+				t.Fatalf("a failed safe merge changed %s[%d] by %g", name, i, d)
+			}
+		}
+	}
+}
+
+func weightsOf(root nn.Module) map[string][]float32 {
+	out := map[string][]float32{}
+	for _, p := range nn.NamedParameters(root) {
+		if !strings.Contains(p.Name, "lora_") {
+			out[p.Name] = p.T.Data()
+		}
+	}
+	return out
+}
+
+func TestLoadConvertsHalfPrecision(t *testing.T) {
+	dir := t.TempDir()
+	a := []float32{0.5, -1, 2, 0.25, 1, 0, -0.5, 1.5}
+	writeAdapter(t, dir, loraConfig("0"), map[string]safetensors.Tensor{
+		"base_model.model.0.lora_A.weight": {DType: "BF16", Shape: []int{2, 4}, F32: a},
+		"base_model.model.0.lora_B.weight": {DType: "F16", Shape: []int{6, 2}, F32: make([]float32, 12)},
+	})
+	m, err := peft.Load(tinyMLP(t, 1), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, err := m.StateDict("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sd["base_model.model.0.lora_A.weight"].Data(); !slices.Equal(got, a) {
+		t.Errorf("BF16 lora_A loaded as %v, want %v", got, a)
 	}
 }
