@@ -14,9 +14,9 @@ import (
 // DefaultAdapterName is the name an adapter gets when none is given.
 const DefaultAdapterName = "default"
 
-// Model is a base model with PEFT adapters injected (PEFT's PeftModel). The
-// adapters live inside the base model's module tree, so the base model's own
-// Forward runs them: call it on Base().
+// Model is a base model with PEFT adapters injected (PEFT's PeftModel),
+// made by New or Load. The adapters live inside the base model's module
+// tree, so the base model's own forward function runs them too.
 //
 // Concurrency: Forward on the base model in eval mode may run from many
 // goroutines at once. Adding, loading, deleting, activating, disabling,
@@ -183,6 +183,12 @@ func (m *Model) LoadAdapter(dir, name string, opts ...Option) error {
 func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 	if m.unloaded {
 		return errUnloaded
+	}
+	if m.root == nil {
+		return errors.New("peft: nil base model")
+	}
+	if m.adapters == nil {
+		m.adapters = map[string]*adapterState{}
 	}
 	if name == "" {
 		return errors.New("peft: empty adapter name")

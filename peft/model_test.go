@@ -615,3 +615,15 @@ func TestLoadConvertsHalfPrecision(t *testing.T) {
 		t.Errorf("BF16 lora_A loaded as %v, want %v", got, a)
 	}
 }
+
+func TestNilInputs(t *testing.T) {
+	if _, err := peft.New(nil, loraConfig("0")); err == nil {
+		t.Error("New(nil base) succeeded")
+	}
+	if _, err := peft.New(tinyMLP(t, 1), nil); err == nil {
+		t.Error("New(nil config) succeeded")
+	}
+	if _, err := peft.New(tinyMLP(t, 1), loraConfig("0"), peft.AdapterName("")); err == nil {
+		t.Error("New with an empty adapter name succeeded")
+	}
+}
