@@ -185,6 +185,7 @@ func (c *goldenCase) run() {
 	}
 	c.ran("save")
 	c.checkSaveAndReload()
+	c.checkBuffers()
 	if c.has("combos") {
 		c.ran("combos")
 		c.checkCombos()
