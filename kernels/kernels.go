@@ -231,6 +231,13 @@ type Backend interface {
 
 	// Gemm computes a (batched) matrix product; see GemmArgs.
 	Gemm(a *GemmArgs)
+	// Inverse writes the inverse of each of the batch n x n matrices of src
+	// (stored one after another, row-major) into dst, by elimination with
+	// partial pivoting. A matrix with an exactly zero pivot is singular:
+	// its inverse is written as NaN, and Inverse returns how many such
+	// matrices there were. Small batched inverses serve the Cayley
+	// transforms of orthogonal fine-tuning (OFT, BOFT).
+	Inverse(dst, src Buffer, batch, n int) (singular int)
 
 	// --- elementwise ---
 

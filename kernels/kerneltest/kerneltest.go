@@ -49,6 +49,7 @@ func Run(t *testing.T, be kernels.Backend) {
 		{"FillCopy", testFillCopy},
 		{"StridedCopy", testStridedCopy},
 		{"Gemm", testGemm},
+		{"Inverse", testInverse},
 		{"Unary", testUnary},
 		{"UnaryGrad", testUnaryGrad},
 		{"Binary", testBinary},
