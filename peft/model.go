@@ -190,8 +190,8 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 	if m.adapters == nil {
 		m.adapters = map[string]*adapterState{}
 	}
-	if name == "" {
-		return errors.New("peft: empty adapter name")
+	if err := checkAdapterName(name); err != nil {
+		return err
 	}
 	if _, ok := m.adapters[name]; ok {
 		return fmt.Errorf("peft: adapter %q already exists", name)
@@ -241,6 +241,15 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 	if err := m.wrapModulesToSave(name, tc.Targeting().ModulesToSave); err != nil {
 		m.removeAdapter(name)
 		return fmt.Errorf("peft: adapter %q: %w", name, err)
+	}
+	return nil
+}
+
+// checkAdapterName refuses names that cannot be a module name in PyTorch
+// (empty, or holding a dot) or a folder name in Save's layout.
+func checkAdapterName(name string) error {
+	if name == "" || strings.ContainsAny(name, "./\\") || name == tuners.BaseAdapterName {
+		return fmt.Errorf("peft: invalid adapter name %q: it must be non-empty, without '.', '/' or '\\', and not %q", name, tuners.BaseAdapterName)
 	}
 	return nil
 }

@@ -623,7 +623,9 @@ func TestNilInputs(t *testing.T) {
 	if _, err := peft.New(tinyMLP(t, 1), nil); err == nil {
 		t.Error("New(nil config) succeeded")
 	}
-	if _, err := peft.New(tinyMLP(t, 1), loraConfig("0"), peft.AdapterName("")); err == nil {
-		t.Error("New with an empty adapter name succeeded")
+	for _, name := range []string{"", "a.b", "../x", `a\b`, "__base__"} {
+		if _, err := peft.New(tinyMLP(t, 1), loraConfig("0"), peft.AdapterName(name)); err == nil {
+			t.Errorf("New with adapter name %q succeeded", name)
+		}
 	}
 }
