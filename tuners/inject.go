@@ -148,6 +148,13 @@ func Inject(root nn.Module, m Method, cfg TargetedConfig, adapter string) (*Inje
 		return nil, fmt.Errorf("tuners: empty adapter name")
 	}
 	tc := cfg.Targeting()
+	if d, ok := m.(TargetDefaulter); ok && tc.TargetModules.IsZero() {
+		t, err := d.DefaultTargets(root)
+		if err != nil {
+			return nil, err
+		}
+		tc.TargetModules = t
+	}
 	if err := ResolveTargets(root, m.Type(), tc); err != nil {
 		return nil, err
 	}

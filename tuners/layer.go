@@ -191,6 +191,23 @@ type ConfigResolver interface {
 	ResolveConfig(root nn.Module, cfg Config) error
 }
 
+// TargetDefaulter is implemented by methods whose default target_modules
+// depend on the model itself rather than on its model_type (trainable
+// tokens: the path of the input embedding). Inject asks it first when a
+// config leaves target_modules empty.
+type TargetDefaulter interface {
+	DefaultTargets(root nn.Module) (Targets, error)
+}
+
+// ActiveChecker is implemented by layers that cannot apply every set of
+// adapters at once (LN tuning runs a single copy of its module; trainable
+// tokens refuse active adapters whose token indices overlap). The peft
+// package calls CheckActive before activating adapters and fails, naming
+// the module, on its error.
+type ActiveChecker interface {
+	CheckActive(names []string) error
+}
+
 // BiasConfig is implemented by configs that have PEFT's bias option ("none",
 // "all", or the method's "<x>_only": LoRA's "lora_only", BOFT's
 // "boft_only"). The peft package then marks and saves biases as PEFT does:
