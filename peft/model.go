@@ -358,6 +358,13 @@ func (m *Model) SetAdapter(names ...string) error {
 func (m *Model) applyActive() error {
 	ws := m.wrappers()
 	for _, w := range ws {
+		if c, ok := w.layer.(tuners.ActiveChecker); ok && w.layer != nil {
+			if err := c.CheckActive(m.active); err != nil {
+				return fmt.Errorf("peft: module %q: %w", w.Path, err)
+			}
+		}
+	}
+	for _, w := range ws {
 		if w.saved != nil {
 			var held []string
 			for _, a := range m.active {
