@@ -5,11 +5,14 @@ import (
 	"slices"
 
 	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/tuners"
 )
 
 // BaseAdapterName selects no adapter for a row in SetBatchAdapters
 // (PEFT's "__base__").
-const BaseAdapterName = "__base__"
+const BaseAdapterName = tuners.BaseAdapterName
+
+var _ tuners.RowAdapters = (*Layer)(nil)
 
 // SetBatchAdapters makes the forward pass apply, to each row i of the batch
 // (the first axis of the input, or of the ids' shape), only adapter
