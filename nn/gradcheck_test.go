@@ -137,6 +137,12 @@ func gradCases() []gradCase {
 		add("LinearInOut", func() *Tensor { return LinearInOut(cx, cw, cb) }, cx, cw, cb)
 		fx := r.t(3, 4)
 		add("Linear/const-x", func() *Tensor { return LinearOp(fx, lw, lb) }, lw, lb)
+		// Inverse of batched matrices kept well conditioned by a diagonal shift.
+		ia, shift := r.p(2, 3, 3), New(testBackend(), []float32{3, 0, 0, 0, 3, 0, 0, 0, 3}, 3, 3)
+		add("Inverse/batch", func() *Tensor { return Inverse(Add(ia, shift)) }, ia)
+		ib := r.p(4, 4)
+		shift4 := New(testBackend(), []float32{4, 0, 0, 0, 0, 4, 0, 0, 0, 0, 4, 0, 0, 0, 0, 4}, 4, 4)
+		add("Inverse/2d", func() *Tensor { return Inverse(Add(ib, shift4)) }, ib)
 	}
 	// Shape ops.
 	{
