@@ -8,6 +8,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/ia3"
 	"github.com/gopeft/gopeft/tuners/lntuning"
 	"github.com/gopeft/gopeft/tuners/lora"
+	"github.com/gopeft/gopeft/tuners/miss"
 )
 
 // methods maps each peft_type gopeft implements to its method. It is a plain
@@ -17,6 +18,7 @@ var methods = map[string]tuners.Method{
 	ia3.PeftType:      ia3.Method{},
 	lntuning.PeftType: lntuning.Method{},
 	lora.PeftType:     lora.Method{},
+	miss.PeftType:     miss.Method{},
 }
 
 // Method returns the method registered for peftType ("LORA"; the lookup
