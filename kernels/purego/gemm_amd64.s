@@ -337,8 +337,12 @@ store512:
 
 // One depth step of the 6x16 tile reading A in place: row r of the step is
 // at AX + r*R11 for r < 3 and R12 + (r-3)*R11 for r >= 3; both bases move
-// on by R13 bytes per step.
+// on by R13 bytes per step. The prefetches fetch the step eight ahead,
+// which matters when A is transposed: its steps are then a row of A apart,
+// too far for the hardware to guess.
 #define STEPS(boff) \
+	PREFETCHT0   (AX)(R13*8)         \
+	PREFETCHT0   20(AX)(R13*8)       \
 	VMOVUPS      (boff)(BX), Y12     \
 	VMOVUPS      (boff+32)(BX), Y13  \
 	VBROADCASTSS (AX), Y14           \
@@ -460,8 +464,11 @@ stores:
 
 // One depth step of the 12x32 tile reading A in place: rows 3q..3q+2 of
 // the step are at base q plus 0, 1 and 2 times R11, the bases being AX,
-// R12, SI and DI, which move on by R13 bytes per step.
+// R12, SI and DI, which move on by R13 bytes per step. The prefetches fetch
+// the step eight ahead, as in STEPS.
 #define STEPS512(boff) \
+	PREFETCHT0   (AX)(R13*8) \
+	PREFETCHT0   44(AX)(R13*8) \
 	VMOVUPS      (boff)(BX), Z24 \
 	VMOVUPS      (boff+64)(BX), Z25 \
 	VBROADCASTSS (AX), Z26 \

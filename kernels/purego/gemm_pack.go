@@ -10,19 +10,15 @@ var transpose8 func(dst *float32, ldd int, src *float32, lds int, k8 int)
 // panels of mr rows: panel q holds, for each depth step p, the mr values
 // A(i0+q*mr+r, p0+p) at dst[q*kc*mr + p*mr + r]. Rows past mc are zero.
 func packA(dst, a []float32, lda int, trans bool, mr, i0, p0, mc, kc int) {
+	if trans {
+		packAT(dst, a, lda, mr, i0, p0, mc, kc)
+		return
+	}
 	for q := 0; q < mc; q += mr {
 		rows := min(mr, mc-q)
 		d := dst[q*kc : (q+mr)*kc]
 		i := i0 + q
 		switch {
-		case trans:
-			// A is stored k x m: the mr values of one step are adjacent.
-			for p := 0; p < kc; p++ {
-				src := a[(p0+p)*lda+i:]
-				dd := d[p*mr : p*mr+mr : p*mr+mr]
-				copy(dd, src[:rows])
-				clear(dd[rows:])
-			}
 		case rows == 6 && mr == 6:
 			r0 := a[(i+0)*lda+p0:][:kc]
 			r1 := a[(i+1)*lda+p0:][:kc]
@@ -72,6 +68,41 @@ func packA(dst, a []float32, lda int, trans bool, mr, i0, p0, mc, kc int) {
 	}
 }
 
+// packAT is packA for A stored k x m. It reads A a row at a time (the
+// values of one depth step for all mc rows lie together) and hands each
+// panel its mr values, rather than walking down A once per panel.
+func packAT(dst, a []float32, lda int, mr, i0, p0, mc, kc int) {
+	full := mc / mr * mr
+	for p := 0; p < kc; p++ {
+		src := a[(p0+p)*lda+i0:][:mc]
+		q := 0
+		// Element by element: for these short runs that beats both copy
+		// and array assignment (which becomes a call to memmove).
+		switch mr {
+		case 12:
+			for ; q < full; q += 12 {
+				d, s := dst[q*kc+p*12:][:12:12], src[q:q+12:q+12]
+				d[0], d[1], d[2], d[3], d[4], d[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+				d[6], d[7], d[8], d[9], d[10], d[11] = s[6], s[7], s[8], s[9], s[10], s[11]
+			}
+		case 6:
+			for ; q < full; q += 6 {
+				d, s := dst[q*kc+p*6:][:6:6], src[q:q+6:q+6]
+				d[0], d[1], d[2], d[3], d[4], d[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+			}
+		default:
+			for ; q < full; q += mr {
+				copy(dst[q*kc+p*mr:q*kc+p*mr+mr], src[q:q+mr])
+			}
+		}
+		if q < mc {
+			d := dst[q*kc+p*mr : q*kc+p*mr+mr]
+			copy(d, src[q:])
+			clear(d[mc-q:])
+		}
+	}
+}
+
 // packB copies depth [p0, p0+kc) of panels [lo, hi) of columns [j0, j0+nc)
 // of op(B) into dst as panels of nr columns: panel q holds, for each depth
 // step p, the values B(p0+p, j0+q*nr+c) at dst[q*kc*nr + p*nr + c]. Columns
@@ -82,20 +113,14 @@ func packB(dst, b []float32, ldb int, trans bool, nr, p0, j0, kc, nc, lo, hi int
 		d := dst[q*kc*nr : (q+1)*kc*nr]
 		j := j0 + q*nr
 		switch {
-		case !trans && cols == 16 && nr == 16:
-			for p := 0; p < kc; p++ {
-				*(*[16]float32)(d[p*16:]) = *(*[16]float32)(b[(p0+p)*ldb+j:])
-			}
-		case !trans && cols == 32 && nr == 32:
-			for p := 0; p < kc; p++ {
-				*(*[32]float32)(d[p*32:]) = *(*[32]float32)(b[(p0+p)*ldb+j:])
-			}
 		case !trans:
 			// B is stored k x n: the nr values of one step are adjacent.
 			for p := 0; p < kc; p++ {
 				dd := d[p*nr : p*nr+nr : p*nr+nr]
 				copy(dd, b[(p0+p)*ldb+j:][:cols])
-				clear(dd[cols:])
+				if cols < nr {
+					clear(dd[cols:])
+				}
 			}
 		default:
 			// B is stored n x k: each column of op(B) is a row of b;
