@@ -9,16 +9,18 @@ import (
 	"github.com/gopeft/gopeft/tuners/lntuning"
 	"github.com/gopeft/gopeft/tuners/lora"
 	"github.com/gopeft/gopeft/tuners/miss"
+	"github.com/gopeft/gopeft/tuners/trainabletokens"
 )
 
 // methods maps each peft_type gopeft implements to its method. It is a plain
 // map, filled here and nowhere else: adding a method is one import and one
 // line.
 var methods = map[string]tuners.Method{
-	ia3.PeftType:      ia3.Method{},
-	lntuning.PeftType: lntuning.Method{},
-	lora.PeftType:     lora.Method{},
-	miss.PeftType:     miss.Method{},
+	ia3.PeftType:             ia3.Method{},
+	lntuning.PeftType:        lntuning.Method{},
+	lora.PeftType:            lora.Method{},
+	miss.PeftType:            miss.Method{},
+	trainabletokens.PeftType: trainabletokens.Method{},
 }
 
 // Method returns the method registered for peftType ("LORA"; the lookup
