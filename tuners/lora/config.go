@@ -62,6 +62,10 @@ const (
 	// the default initialisation. The gradient-based step is not
 	// implemented.
 	InitLoRAGA InitWeights = "lora_ga"
+	// InitLoftQ: LoftQ (loftq_config: loftq_bits 4 or 8, loftq_iter): the
+	// base weight is replaced by its NF4 or int8 round trip and A, B
+	// approximate the quantisation error (Linear only).
+	InitLoftQ InitWeights = "loftq"
 )
 
 // pissaNiterPrefix starts "pissa_niter_<n>" (fast randomized SVD in PEFT).
@@ -69,7 +73,7 @@ const pissaNiterPrefix = "pissa_niter_"
 
 // unsupportedInits are init_lora_weights values PEFT knows that gopeft does
 // not implement yet.
-var unsupportedInits = map[InitWeights]bool{"corda": true, "loftq": true}
+var unsupportedInits = map[InitWeights]bool{"corda": true}
 
 // effective returns the value with the empty default resolved and the
 // names PEFT compares case-insensitively ("OLoRA", "Gaussian", "MiCA")
@@ -273,6 +277,10 @@ func (c *Config) Validate() error {
 	switch {
 	case init.IsBool(), init == InitGaussian, init == InitPiSSA, init == InitOLoRA, init == InitOrthogonal,
 		init == InitMiCA, init == InitEVA, init == InitLoRAGA:
+	case init == InitLoftQ:
+		if _, err := parseLoftQ(c.LoftQConfig); err != nil {
+			return err
+		}
 	case strings.HasPrefix(string(init), pissaNiterPrefix):
 		if _, ok := init.pissaNiter(); !ok {
 			return fmt.Errorf("lora: init_lora_weights %q: want pissa_niter_<non-negative integer>", init)
@@ -320,7 +328,7 @@ func (c *Config) Validate() error {
 	if len(t.LayersPattern) > 0 && len(t.LayersToTransform) == 0 {
 		return fmt.Errorf("lora: layers_pattern is set but layers_to_transform is not")
 	}
-	if init != "loftq" && !isDefaultRaw(c.LoftQConfig) {
+	if init != InitLoftQ && !isDefaultRaw(c.LoftQConfig) {
 		// PEFT drops a loftq_config that init_lora_weights does not use.
 		c.LoftQConfig = json.RawMessage("{}")
 	}

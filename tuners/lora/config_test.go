@@ -161,7 +161,7 @@ func TestValidateErrors(t *testing.T) {
 		{"dropout", func(c *Config) { c.Dropout = 1.5 }, "lora_dropout"},
 		{"bias", func(c *Config) { c.Bias = "some" }, "bias"},
 		{"init unknown", func(c *Config) { c.InitLoRAWeights = "magic" }, "init_lora_weights"},
-		{"init unsupported", func(c *Config) { c.InitLoRAWeights = "loftq" }, "not supported yet"},
+		{"init unsupported", func(c *Config) { c.InitLoRAWeights = "corda" }, "not supported yet"},
 		{"pissa niter", func(c *Config) { c.InitLoRAWeights = "pissa_niter_x" }, "pissa_niter"},
 		{"rank pattern", func(c *Config) { c.RankPattern = map[string]int{"q": 0} }, "rank_pattern"},
 		{"rank pattern regex", func(c *Config) { c.RankPattern = map[string]int{"(q": 2} }, "rank_pattern"},
@@ -175,7 +175,13 @@ func TestValidateErrors(t *testing.T) {
 		{"peft type", func(c *Config) { c.PeftType = "LOHA" }, "peft_type"},
 		{"qalora", func(c *Config) { c.UseQALoRA = true }, "use_qalora"},
 		{"weight tying", func(c *Config) { c.EnsureWeightTying = true }, "ensure_weight_tying"},
-		{"loftq", func(c *Config) { c.InitLoRAWeights = "loftq" }, "not supported yet"},
+		{"loftq without config", func(c *Config) { c.InitLoRAWeights = InitLoftQ }, "loftq_config"},
+		{"loftq bits", func(c *Config) {
+			c.InitLoRAWeights, c.LoftQConfig = InitLoftQ, json.RawMessage(`{"loftq_bits": 3, "loftq_iter": 1}`)
+		}, "loftq_bits"},
+		{"loftq", func(c *Config) {
+			c.InitLoRAWeights, c.LoftQConfig = InitLoftQ, json.RawMessage(`{"loftq_bits": 4, "loftq_iter": 2}`)
+		}, ""},
 		{"corda init", func(c *Config) { c.InitLoRAWeights = "corda" }, "not supported yet"},
 		{"eva", func(c *Config) { c.InitLoRAWeights, c.EvaConfig = InitEVA, json.RawMessage(`{"rho": 2}`) }, ""},
 		{"lora_ga", func(c *Config) { c.InitLoRAWeights = InitLoRAGA }, ""},

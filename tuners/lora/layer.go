@@ -219,7 +219,7 @@ func (c *core) addAdapter(name string, o adapterOptions) error {
 	if cfg.LoRABias {
 		a.bBias = nn.Zeros(be, c.out)
 	}
-	if err := c.initAdapter(name, a, cfg.InitLoRAWeights.effective(), o.rng); err != nil {
+	if err := c.initAdapter(name, a, cfg, o.rng); err != nil {
 		return err
 	}
 	if a.dora {
@@ -262,9 +262,16 @@ func normalLike(t *nn.Tensor, rng *nn.RNG, std float32) {
 // initAdapter fills a freshly allocated adapter (all zeros) following
 // PEFT's init_lora_weights rules. Random draws come from gopeft's Philox
 // stream, so values differ from torch's while the distributions match.
-func (c *core) initAdapter(name string, a *adapter, init InitWeights, rng *nn.RNG) error {
+func (c *core) initAdapter(name string, a *adapter, cfg *Config, rng *nn.RNG) error {
+	init := cfg.InitLoRAWeights.effective()
 	if rng == nil {
 		rng = nn.NewRNG(0)
+	}
+	if init == InitLoftQ {
+		if c.kind != kindLinear {
+			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is only supported for Linear layers, not %s", name, init, c.kind)
+		}
+		return c.loftqInit(name, a, cfg.LoftQConfig)
 	}
 	if init == InitMiCA {
 		if c.kind.isConv() {
