@@ -56,9 +56,10 @@
 //   - LoftQ quantises with gopeft's own NF4 (blocks of 64, float32 absmax)
 //     and int8 (per-row absmax/127) round trips, the formats bitsandbytes
 //     uses; the base weight becomes the dequantised weight, as in PEFT.
-//   - Options PEFT has and gopeft does not implement yet (QALoRA, aLoRA, VeLoRA, MonteCLoRA, BD-LoRA, Arrow, Megatron,
-//     layer_replication, target_parameters, trainable_token_indices,
-//     ensure_weight_tying) are kept in the config for round trips, and
+//   - Options PEFT has and gopeft does not implement yet (QALoRA, aLoRA,
+//     VeLoRA, MonteCLoRA, BD-LoRA, Arrow, Megatron, layer_replication,
+//     target_parameters, trainable_token_indices, ensure_weight_tying) are
+//     kept in the config for round trips, and
 //     Validate reports them as not supported yet when they are set.
 //
 // # Concurrency
