@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/gopeft/gopeft/nn"
@@ -55,15 +56,41 @@ func (m *Model) namedParams() []namedParam {
 			if meth, ok := Method(v.Method()); ok {
 				mp = meth.Prefix()
 			}
+			type savedAs struct{ adapter, key, live string }
+			saved := map[*nn.Tensor]savedAs{}
+			var order []*nn.Tensor
 			for _, a := range v.Adapters() {
 				for _, p := range v.AdapterParams(a) {
-					add(namedParam{
-						Param:   nn.Param{Name: prefix + "." + tuners.InsertAdapterName(p.Name, mp, a), T: p.T},
-						kind:    kindAdapter,
-						adapter: a,
-						key:     prefix + "." + p.Name,
-					})
+					if _, ok := saved[p.T]; !ok && p.T != nil {
+						saved[p.T] = savedAs{a, prefix + "." + p.Name, prefix + "." + tuners.InsertAdapterName(p.Name, mp, a)}
+						order = append(order, p.T)
+					}
 				}
+			}
+			// The layer's own nn view gives the true live names, and the
+			// tensors it trains without saving them.
+			var own []nn.Param
+			for _, p := range v.Params() {
+				own = append(own, nn.Param{Name: prefix + "." + p.Name, T: p.T})
+			}
+			for _, c := range v.Children() {
+				if c.Name == "base_layer" || c.Module == nil {
+					continue
+				}
+				for _, p := range nn.NamedParameters(c.Module) {
+					own = append(own, nn.Param{Name: prefix + "." + c.Name + "." + p.Name, T: p.T})
+				}
+			}
+			for _, p := range own {
+				if s, ok := saved[p.T]; ok {
+					add(namedParam{Param: p, kind: kindAdapter, adapter: s.adapter, key: s.key})
+					continue
+				}
+				add(namedParam{Param: p, kind: kindAdapter, adapter: adapterIn(p.Name, v.Adapters())})
+			}
+			for _, t := range order {
+				s := saved[t]
+				add(namedParam{Param: nn.Param{Name: s.live, T: t}, kind: kindAdapter, adapter: s.adapter, key: s.key})
 			}
 			return
 		case *savedModule:
@@ -98,6 +125,18 @@ func (m *Model) namedParams() []namedParam {
 		}
 	}
 	return out
+}
+
+// adapterIn returns the adapter whose name is a component of the live name
+// (PEFT puts it in every adapter tensor's name), or "".
+func adapterIn(name string, adapters []string) string {
+	parts := strings.Split(name, ".")
+	for _, a := range adapters {
+		if slices.Contains(parts, a) {
+			return a
+		}
+	}
+	return ""
 }
 
 // sharedLiveName inserts the adapter name after the first component of a

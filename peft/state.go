@@ -64,7 +64,7 @@ func (m *Model) StateDict(adapter string) (map[string]*nn.Tensor, error) {
 	mode := biasMode(a.cfg)
 	for _, p := range params {
 		switch {
-		case p.kind == kindAdapter && p.adapter == adapter:
+		case p.kind == kindAdapter && p.adapter == adapter && p.key != "":
 			if err := put(p.key, p.T); err != nil {
 				return nil, err
 			}
