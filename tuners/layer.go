@@ -24,7 +24,10 @@ import (
 //   - the adapter tensors appear, through Params() and/or further children,
 //     under PEFT's live names with the adapter name inside:
 //     "lora_A.default.weight", "lora_embedding_A.default",
-//     "lora_magnitude_vector.default.weight".
+//     "lora_magnitude_vector.default.weight". The peft package lists a
+//     model's parameters (TrainableParameters, parameter counts) through
+//     this view, so a tensor the layer trains without saving it must
+//     appear here too.
 //
 // SetChild on a Layer may refuse every name but "base_layer".
 //
