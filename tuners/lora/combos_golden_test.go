@@ -2,6 +2,7 @@ package lora_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -282,5 +283,58 @@ func checkCombinedConfig(t *testing.T, dir string, got *lora.Config) {
 	g, w := slices.Sorted(slices.Values(got.TargetModules.Names)), slices.Sorted(slices.Values(want.TargetModules.Names))
 	if !slices.Equal(g, w) || got.TargetModules.Pattern != want.TargetModules.Pattern {
 		t.Errorf("combined target_modules %v, PEFT wrote %v", got.TargetModules, want.TargetModules)
+	}
+}
+
+// TestGoldenMixedBatch runs the multi-adapter golden case with one adapter
+// per batch row (PEFT's adapter_names) and compares each row with PEFT's
+// output for that adapter alone (or the base model).
+func TestGoldenMixedBatch(t *testing.T) {
+	dir := filepath.Join(goldenDir(t), "lora_mlp_multi_adapter")
+	data, err := os.ReadFile(filepath.Join(dir, "case.json"))
+	if err != nil {
+		t.Skipf("no multi-adapter case: %v", err)
+	}
+	var c combosCase
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	io, _, err := safetensors.ReadAll(filepath.Join(dir, "io.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := fixtures.Load(nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := peft.Load(base, filepath.Join(dir, c.AdapterDirs[c.AdapterNames[0]]), peft.AdapterName(c.AdapterNames[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range c.AdapterNames[1:] {
+		if err := m.LoadAdapter(filepath.Join(dir, c.AdapterDirs[a]), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := io["input"]
+	rows := in.Shape[0]
+	names := make([]string, rows)
+	choices := append(slices.Clone(c.AdapterNames), tuners.BaseAdapterName)
+	for i := range names {
+		names[i] = choices[(i+1)%len(choices)]
+	}
+	out, err := m.ForwardMixed(models.Input{X: nn.FromHost(slices.Clone(in.F32), in.Shape...), Shape: in.Shape}, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.Data()
+	per := len(got) / rows
+	for i, n := range names {
+		key := "output_adapter." + n
+		if n == tuners.BaseAdapterName {
+			key = "output_base"
+		}
+		want := io[key].F32[i*per : (i+1)*per]
+		closeF32(t, fmt.Sprintf("row %d (%s)", i, n), got[i*per:(i+1)*per], want, c.Atol, c.Rtol)
 	}
 }
