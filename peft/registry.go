@@ -9,6 +9,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/ia3"
 	"github.com/gopeft/gopeft/tuners/lntuning"
 	"github.com/gopeft/gopeft/tuners/loha"
+	"github.com/gopeft/gopeft/tuners/lokr"
 	"github.com/gopeft/gopeft/tuners/lora"
 	"github.com/gopeft/gopeft/tuners/miss"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
@@ -22,6 +23,7 @@ var methods = map[string]tuners.Method{
 	ia3.PeftType:             ia3.Method{},
 	lntuning.PeftType:        lntuning.Method{},
 	loha.PeftType:            loha.Method{},
+	lokr.PeftType:            lokr.Method{},
 	lora.PeftType:            lora.Method{},
 	miss.PeftType:            miss.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
