@@ -211,8 +211,10 @@ type Config struct {
 	MonteCLoRAConfig      json.RawMessage `json:"monteclora_config"`
 	LayerReplication      json.RawMessage `json:"layer_replication"`
 	TargetParameters      json.RawMessage `json:"target_parameters"`
-	UseBDLoRA             json.RawMessage `json:"use_bdlora"`
-	ArrowConfig           json.RawMessage `json:"arrow_config"`
+	// UseBDLoRA is BD-LoRA's BdLoraConfig (target_modules_bd_a,
+	// target_modules_bd_b, nblocks, match_strict), null when off.
+	UseBDLoRA   json.RawMessage `json:"use_bdlora"`
+	ArrowConfig json.RawMessage `json:"arrow_config"`
 
 	// rankOrder and alphaOrder are the pattern keys in file order.
 	rankOrder, alphaOrder []string
@@ -335,6 +337,12 @@ func (c *Config) Validate() error {
 	if c.UseQALoRA {
 		return fmt.Errorf("lora: use_qalora is not supported yet")
 	}
+	if _, err := parseBDLoRA(c.UseBDLoRA); err != nil {
+		return err
+	}
+	if !isDefaultRaw(c.UseBDLoRA) && c.UseDoRA {
+		return fmt.Errorf("lora: use_bdlora cannot be combined with use_dora")
+	}
 	if c.EnsureWeightTying {
 		return fmt.Errorf("lora: ensure_weight_tying is not supported yet")
 	}
@@ -346,7 +354,7 @@ func (c *Config) Validate() error {
 		{"trainable_token_indices", c.TrainableTokenIndices}, {"velora_config", c.VeloraConfig},
 		{"alora_invocation_tokens", c.AloraInvocationTokens}, {"monteclora_config", c.MonteCLoRAConfig},
 		{"layer_replication", c.LayerReplication}, {"target_parameters", c.TargetParameters},
-		{"use_bdlora", c.UseBDLoRA}, {"arrow_config", c.ArrowConfig},
+		{"arrow_config", c.ArrowConfig},
 	} {
 		if !isDefaultRaw(o.v) {
 			return fmt.Errorf("lora: %s is not supported yet (got %s)", o.name, bytes.TrimSpace(o.v))

@@ -191,7 +191,12 @@ func TestValidateErrors(t *testing.T) {
 		{"megatron", func(c *Config) { c.MegatronConfig = json.RawMessage(`{"a": 1}`) }, "megatron_config"},
 		{"layer replication", func(c *Config) { c.LayerReplication = json.RawMessage(`[[0, 2]]`) }, "layer_replication"},
 		{"target parameters", func(c *Config) { c.TargetParameters = json.RawMessage(`["experts.w"]`) }, "target_parameters"},
-		{"bdlora", func(c *Config) { c.UseBDLoRA = json.RawMessage(`{"nblocks": 2}`) }, "use_bdlora"},
+		{"bdlora", func(c *Config) { c.UseBDLoRA = json.RawMessage(`{"nblocks": 2, "target_modules_bd_a": ["q"]}`) }, ""},
+		{"bdlora blocks", func(c *Config) { c.UseBDLoRA = json.RawMessage(`{"nblocks": 0}`) }, "nblocks"},
+		{"bdlora overlap", func(c *Config) {
+			c.UseBDLoRA = json.RawMessage(`{"target_modules_bd_a": ["q"], "target_modules_bd_b": ["q"]}`)
+		}, "both"},
+		{"bdlora dora", func(c *Config) { c.UseBDLoRA, c.UseDoRA = json.RawMessage(`{"nblocks": 2}`), true }, "use_dora"},
 		{"velora", func(c *Config) { c.VeloraConfig = json.RawMessage(`{"num_groups": 2}`) }, "velora_config"},
 		{"alora", func(c *Config) { c.AloraInvocationTokens = json.RawMessage(`[1, 2]`) }, "alora_invocation_tokens"},
 		{"monteclora", func(c *Config) { c.MonteCLoRAConfig = json.RawMessage(`{"num_samples": 2}`) }, "monteclora_config"},

@@ -28,6 +28,10 @@
 // lora_B.weight, lora_B.bias, lora_embedding_A, lora_embedding_B,
 // lora_magnitude_vector (see AdapterParams).
 //
+// BD-LoRA (use_bdlora) makes lora_A or lora_B of the Linear layers it names
+// block-diagonal; the compact factors are stored and saved as PEFT stores
+// them.
+//
 // WeightedConfig and AddWeighted are PEFT's add_weighted_adapter (linear,
 // cat, svd, ties, dare and magnitude_prune combinations); SetBatchAdapters
 // is its mixed-batch inference (adapter_names: one adapter per batch row);
@@ -57,7 +61,7 @@
 //     and int8 (per-row absmax/127) round trips, the formats bitsandbytes
 //     uses; the base weight becomes the dequantised weight, as in PEFT.
 //   - Options PEFT has and gopeft does not implement yet (QALoRA, aLoRA,
-//     VeLoRA, MonteCLoRA, BD-LoRA, Arrow, Megatron, layer_replication,
+//     VeLoRA, MonteCLoRA, Arrow, Megatron, layer_replication,
 //     target_parameters, trainable_token_indices, ensure_weight_tying) are
 //     kept in the config for round trips, and
 //     Validate reports them as not supported yet when they are set.

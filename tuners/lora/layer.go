@@ -38,6 +38,9 @@ type adapter struct {
 	dora    bool
 	// frozenB marks a B factor training must not update (MiCA).
 	frozenB bool
+	// bdA, bdB are the block counts of a block-diagonal A or B (BD-LoRA),
+	// 0 for a dense factor.
+	bdA, bdB int
 
 	// a is lora_A.weight ([r, in], [r, in, k...] for convolutions) or
 	// lora_embedding_A ([r, vocab]); b is lora_B.weight ([out, r],
@@ -180,6 +183,8 @@ type adapterOptions struct {
 	cfg     *Config
 	rng     *nn.RNG // initialisation draws
 	trainer bool    // make the new adapter's parameters trainable
+	path    string  // the module's path (BD-LoRA matches it)
+	bd      *bdLoRAOptions
 }
 
 // addAdapter creates adapter name with rank o.r and alpha o.alpha,
@@ -221,6 +226,11 @@ func (c *core) addAdapter(name string, o adapterOptions) error {
 	}
 	if err := c.initAdapter(name, a, cfg, o.rng); err != nil {
 		return err
+	}
+	if o.bd != nil {
+		if err := c.applyBDLoRA(name, o.path, a, o.bd, o.rng); err != nil {
+			return err
+		}
 	}
 	if a.dora {
 		norm := c.outNorm(a, c.weight)
@@ -345,7 +355,7 @@ func (c *core) loraA(a *adapter, x *nn.Tensor) *nn.Tensor {
 		o.Dilation, o.Groups = [2]int{1, 1}, 1
 		return nn.Conv2dOp(x, a.a, nil, o)
 	}
-	return nn.LinearOp(x, a.a, nil)
+	return nn.LinearOp(x, a.fullA(), nil)
 }
 
 // loraB applies the B factor (and lora_B.bias) to h.
@@ -356,7 +366,7 @@ func (c *core) loraB(a *adapter, h *nn.Tensor) *nn.Tensor {
 	case kindConv2d:
 		return nn.Conv2dOp(h, a.b, a.bBias, nn.ConvOptions{Stride: [2]int{1, 1}, Dilation: [2]int{1, 1}, Groups: groups(c.conv)})
 	}
-	return nn.LinearOp(h, a.b, a.bBias)
+	return nn.LinearOp(h, a.fullB(), a.bBias)
 }
 
 // baseNoBias computes x through the base weight without its bias (DoRA with
@@ -500,7 +510,7 @@ func (e *Embedding) LookupChecked(ids []int32, shape ...int) (*nn.Tensor, error)
 // delta returns adapter a's scaled weight update B A in the base weight's
 // layout (transposed for Conv1D and Embedding), computed without gradient.
 func (c *core) delta(a *adapter) *nn.Tensor {
-	A, B := a.a.Detach(), a.b.Detach()
+	A, B := a.fullA().Detach(), a.fullB().Detach()
 	var d *nn.Tensor
 	switch c.kind {
 	case kindLinear:
@@ -561,7 +571,7 @@ func (c *core) perOut(v *nn.Tensor) *nn.Tensor {
 // addDelta adds sign * scaling * B A (in the base weight's layout) to w in
 // place, as one GEMM with beta = 1: no temporary the size of the weight.
 func (c *core) addDelta(w *nn.Tensor, a *adapter, sign float32) {
-	A, B := a.a.Detach(), a.b.Detach()
+	A, B := a.fullA().Detach(), a.fullB().Detach()
 	g := &kernels.GemmArgs{K: a.r, Alpha: sign * float32(a.scale), Beta: 1, C: w.Buffer(), Batch: 1}
 	switch c.kind {
 	case kindConv1D, kindEmbedding:

@@ -53,7 +53,11 @@ func (Method) Wrap(t tuners.Target) (tuners.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := adapterOptions{r: r, alpha: alpha, cfg: cfg, rng: nn.NewRNG(seedFor(t.Adapter, t.Path)), trainer: true}
+	bd, err := parseBDLoRA(cfg.UseBDLoRA)
+	if err != nil {
+		return nil, err
+	}
+	o := adapterOptions{r: r, alpha: alpha, cfg: cfg, rng: nn.NewRNG(seedFor(t.Adapter, t.Path)), trainer: true, path: t.Path, bd: bd}
 	if l, ok := t.Module.(AdapterLayer); ok {
 		if err := l.coreOf().addAdapter(t.Adapter, o); err != nil {
 			return nil, fmt.Errorf("lora: module %q: %w", t.Path, err)

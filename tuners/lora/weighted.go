@@ -210,6 +210,11 @@ func (c *core) combine(name string, adapters []string, weights []float64, ctype 
 			ws = append(ws, weights[i])
 		}
 	}
+	for _, a := range append(present, target) {
+		if a.blockDiagonal() {
+			return fmt.Errorf("combining BD-LoRA (block-diagonal) adapters is not supported")
+		}
+	}
 	tA, tB := toHost(target.a), toHost(target.b)
 	clear(tA.d)
 	clear(tB.d)
