@@ -629,3 +629,60 @@ func TestNilInputs(t *testing.T) {
 		}
 	}
 }
+
+// embModel is a Dict with an input embedding "embed_tokens" [vocab, 4] and a
+// Linear "lin".
+func embModel(vocab int, seed uint64) *nn.Dict {
+	rng := nn.NewRNG(seed)
+	d := nn.NewDict()
+	d.Add("embed_tokens", nn.NewEmbedding(nil, vocab, 4, rng))
+	d.Add("lin", nn.NewLinear(nil, 4, 3, false, rng))
+	return d
+}
+
+func TestSaveEmbeddingLayers(t *testing.T) {
+	trained := embModel(10, 1)
+	m, err := peft.New(trained, loraConfig("lin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := m.Save(dir, peft.SaveEmbeddingLayers()); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, peft.WeightsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := f.Names()
+	f.Close()
+	if !slices.Contains(names, "base_model.model.embed_tokens.weight") {
+		t.Fatalf("saved keys %q lack the embedding", names)
+	}
+	// The embedding loads into a fresh base model with other weights.
+	fresh := embModel(10, 2)
+	if _, err := peft.Load(fresh, dir); err != nil {
+		t.Fatal(err)
+	}
+	want := trained.Get("embed_tokens").(*nn.Embedding).Weight.Data()
+	if got := fresh.Get("embed_tokens").(*nn.Embedding).Weight.Data(); !slices.Equal(got, want) {
+		t.Error("the saved embedding was not loaded into the base model")
+	}
+	// A base model with another vocabulary size is refused, naming the key.
+	if _, err := peft.Load(embModel(12, 2), dir); err == nil || !strings.Contains(err.Error(), "base_model.model.embed_tokens.weight") {
+		t.Errorf("loading into a model with another vocabulary: %v", err)
+	}
+	// Without the option (PEFT's "auto"), an untargeted embedding is not saved.
+	dir2 := t.TempDir()
+	if err := m.Save(dir2); err != nil {
+		t.Fatal(err)
+	}
+	f, err = safetensors.Open(filepath.Join(dir2, peft.WeightsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if slices.Contains(f.Names(), "base_model.model.embed_tokens.weight") {
+		t.Error("the embedding was saved without SaveEmbeddingLayers")
+	}
+}

@@ -133,6 +133,32 @@ func (m *Model) StateDict(adapter string) (map[string]*nn.Tensor, error) {
 	return out, nil
 }
 
+// embeddingWeights returns the base weights of the input and output
+// embedding layers under the keys PEFT's save_embedding_layers=True writes
+// ("base_model.model.<path>.weight", or "<path>.base_layer.weight" when the
+// layer is adapted). Adapters trained after resizing the vocabulary carry
+// them.
+func (m *Model) embeddingWeights() map[string]*nn.Tensor {
+	out := map[string]*nn.Tensor{}
+	for _, path := range m.embeddingPaths() {
+		mod := m.moduleAt(path)
+		prefix := rootPrefix + "." + path
+		if l, ok := mod.(tuners.Layer); ok {
+			mod, prefix = l.Base(), prefix+".base_layer"
+		}
+		if mod == nil {
+			continue
+		}
+		if _, ok := mod.(*savedModule); ok {
+			continue
+		}
+		for _, p := range nn.NamedParameters(mod) {
+			out[prefix+"."+p.Name] = p.T
+		}
+	}
+	return out
+}
+
 // embeddingTargeted is PEFT's test for "the config targets an embedding
 // layer": a list names "embed_tokens" or "lm_head" exactly; a pattern fully
 // matches the path of a module whose last component is one of them.
@@ -259,6 +285,23 @@ func (m *Model) loadWeights(adapter, dir string) error {
 	defer f.Close()
 	var unexpected, missing, mismatched []string
 	names := f.Names()
+	// Full embedding matrices (saved by PEFT when the vocabulary was
+	// resized) load into the base model's embedding layers.
+	var embeddings map[string]*nn.Tensor
+	for _, name := range names {
+		if _, ok := want[name]; ok {
+			continue
+		}
+		if _, ok := ints[name]; ok {
+			continue
+		}
+		if embeddings == nil {
+			embeddings = m.embeddingWeights()
+		}
+		if t, ok := embeddings[name]; ok {
+			want[name] = t
+		}
+	}
 	for _, name := range names {
 		info, _ := f.Info(name)
 		var shape []int
@@ -275,7 +318,7 @@ func (m *Model) loadWeights(adapter, dir string) error {
 		}
 	}
 	for key := range want {
-		if !slices.Contains(names, key) {
+		if _, extra := embeddings[key]; !extra && !slices.Contains(names, key) {
 			missing = append(missing, key)
 		}
 	}
@@ -374,12 +417,21 @@ func sameShape(file, model []int) bool {
 type SaveOption func(*saveOptions)
 
 type saveOptions struct {
-	adapters []string
+	adapters   []string
+	embeddings bool
 }
 
 // SaveAdapters restricts Save to the named adapters.
 func SaveAdapters(names ...string) SaveOption {
 	return func(o *saveOptions) { o.adapters = names }
+}
+
+// SaveEmbeddingLayers also stores the full weights of the input and output
+// embedding layers in every adapter file (PEFT's save_embedding_layers=True),
+// as needed after resizing the vocabulary. By default they are stored only
+// when an adapter targets an embedding layer, as PEFT's "auto" does.
+func SaveEmbeddingLayers() SaveOption {
+	return func(o *saveOptions) { o.embeddings = true }
 }
 
 // Save writes every adapter (or those chosen with SaveAdapters) in PEFT's
@@ -407,6 +459,13 @@ func (m *Model) Save(dir string, opts ...SaveOption) error {
 		sd, err := m.StateDict(name)
 		if err != nil {
 			return err
+		}
+		if o.embeddings {
+			for k, t := range m.embeddingWeights() {
+				if _, ok := sd[k]; !ok {
+					sd[k] = t
+				}
+			}
 		}
 		ints, err := m.intState(name)
 		if err != nil {
