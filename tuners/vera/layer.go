@@ -1,0 +1,250 @@
+package vera
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/internal/adapters"
+)
+
+// adapter is one named VeRA adapter of a layer.
+type adapter struct {
+	r       int
+	dropout float32
+	// lambdaB is vera_lambda_b [out], lambdaD vera_lambda_d [r].
+	lambdaB, lambdaD *nn.Tensor
+	proj             *Projections
+}
+
+// Layer is an nn.Linear or GPT-2 nn.Conv1D with VeRA adapters: Forward
+// returns base(x) + lambda_b * ((lambda_d * (x A^T)) B^T) for every active
+// adapter, where A = vera_A[:, :in] and B = vera_B[:out, :] are the leading
+// slices of the adapter's frozen projections, shared by all layers.
+//
+// Adding, deleting, activating and merging adapters are not safe for
+// concurrent use; Forward in evaluation mode is.
+type Layer struct {
+	adapters.Set[*adapter]
+	base    nn.Layer
+	weight  *nn.Tensor
+	conv1D  bool
+	in, out int
+}
+
+var (
+	_ tuners.Layer    = (*Layer)(nil)
+	_ tuners.Bufferer = (*Layer)(nil)
+	_ nn.Layer        = (*Layer)(nil)
+)
+
+// inOut returns the in and out features of a module VeRA can adapt.
+func inOut(m nn.Module) (in, out int, ok bool) {
+	switch b := m.(type) {
+	case *nn.Linear:
+		return b.Weight.Dim(1), b.Weight.Dim(0), true
+	case *nn.Conv1D:
+		return b.Weight.Dim(0), b.Weight.Dim(1), true
+	case *Layer:
+		return b.in, b.out, true
+	}
+	return 0, 0, false
+}
+
+// newLayer wraps an nn.Linear or nn.Conv1D.
+func newLayer(base nn.Module, seed uint64) (*Layer, error) {
+	l := &Layer{Set: adapters.NewSet[*adapter](seed)}
+	switch m := base.(type) {
+	case *nn.Linear:
+		l.base, l.weight = m, m.Weight
+	case *nn.Conv1D:
+		l.base, l.weight, l.conv1D = m, m.Weight, true
+	default:
+		return nil, fmt.Errorf("vera: cannot adapt a %T: VeRA supports Linear and GPT-2 Conv1D layers", base)
+	}
+	l.in, l.out, _ = inOut(base)
+	return l, nil
+}
+
+// addAdapter creates adapter name on the projections p.
+func (l *Layer) addAdapter(name string, cfg *Config, p *Projections, rng *nn.RNG, trainable bool) error {
+	if _, ok := l.Get(name); ok {
+		return fmt.Errorf("adapter %q already exists on this layer", name)
+	}
+	if p.A.Dim(1) < l.in || p.B.Dim(0) < l.out {
+		return fmt.Errorf("adapter %q: the shared projections [%d, %d] / [%d, %d] are smaller than the layer's [%d, %d]", name, p.A.Dim(0), p.A.Dim(1), p.B.Dim(0), p.B.Dim(1), l.out, l.in)
+	}
+	if p.A.Dim(0) < cfg.R || p.B.Dim(1) < cfg.R {
+		return fmt.Errorf("adapter %q: the shared projections have rank %d, less than r = %d", name, p.A.Dim(0), cfg.R)
+	}
+	be := l.weight.Backend()
+	a := &adapter{r: cfg.R, dropout: float32(cfg.Dropout), proj: p}
+	if cfg.InitWeights {
+		a.lambdaB = nn.Zeros(be, l.out)
+		a.lambdaD = nn.Full(be, float32(cfg.DInitial), cfg.R)
+	} else {
+		a.lambdaB = nn.Ones(be, l.out)
+		a.lambdaD = nn.Normal(be, rng, 0, 1, cfg.R)
+	}
+	a.lambdaB.SetRequiresGrad(trainable)
+	a.lambdaD.SetRequiresGrad(trainable)
+	return l.Add(name, a)
+}
+
+// slices returns the layer's leading slices of the shared projections:
+// A [r, in] and B [out, r].
+func (l *Layer) slices(a *adapter) (A, B *nn.Tensor) {
+	A, B = a.proj.A, a.proj.B
+	if A.Dim(1) != l.in {
+		A = nn.Slice(A, 1, 0, l.in)
+	}
+	if B.Dim(0) != l.out {
+		B = nn.Slice(B, 0, 0, l.out)
+	}
+	return A, B
+}
+
+// Forward returns base(x) plus the active adapters' contributions.
+func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
+	result := l.base.Forward(x)
+	if l.Bypass() {
+		return result
+	}
+	for _, name := range l.Active() {
+		a, _ := l.Get(name)
+		A, B := l.slices(a)
+		h := nn.Mul(a.lambdaD, nn.LinearOp(l.Dropout(x, a.dropout), A, nil))
+		result = nn.Add(result, nn.Mul(a.lambdaB, nn.LinearOp(h, B, nil)))
+	}
+	return result
+}
+
+// delta returns (lambda_b B)(lambda_d A) in the base weight's layout,
+// without gradient.
+func (l *Layer) delta(a *adapter) *nn.Tensor {
+	A, B := l.slices(a)
+	bs := nn.Mul(B, a.lambdaB.Detach().Reshape(l.out, 1))
+	as := nn.Mul(A, a.lambdaD.Detach().Reshape(a.r, 1))
+	if l.conv1D {
+		return nn.MatMulT(as, bs, true, true)
+	}
+	return nn.MatMul(bs, as)
+}
+
+// DeltaWeight returns adapter name's weight update in the layout of the
+// base weight.
+func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
+	a, ok := l.Get(name)
+	if !ok {
+		return nil, fmt.Errorf("vera: no adapter %q on this layer", name)
+	}
+	return l.delta(a), nil
+}
+
+// Merge folds adapters (nil: the active ones) into the base weight in
+// place; adapters already merged are skipped. With safe, the merged weight
+// is checked for NaN/Inf before it replaces the base weight. Not safe for
+// concurrent use.
+func (l *Layer) Merge(names []string, safe bool) error {
+	for _, name := range l.ToMerge(names) {
+		a, _ := l.Get(name)
+		w := nn.Add(l.weight.Detach(), l.delta(a))
+		if safe && w.Backend().CountNonFinite(w.Buffer()) > 0 {
+			return fmt.Errorf("vera: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
+		}
+		l.weight.CopyFrom(w)
+		l.MarkMerged(name)
+	}
+	return nil
+}
+
+// Unmerge subtracts every merged adapter again, the last merged first.
+// Not safe for concurrent use.
+func (l *Layer) Unmerge() error {
+	for l.AnyMerged() {
+		_, a := l.PopMerged()
+		l.weight.CopyFrom(nn.Sub(l.weight.Detach(), l.delta(a)))
+	}
+	return nil
+}
+
+// Buffers returns the adapter's shared projections as PEFT's per-layer
+// "vera_A.<adapter>" and "vera_B.<adapter>" buffers (the full shared
+// matrices).
+func (l *Layer) Buffers(adapter string) []tuners.Buffer {
+	a, ok := l.Get(adapter)
+	if !ok {
+		return nil
+	}
+	return []tuners.Buffer{
+		{Name: "vera_A." + adapter, Shape: a.proj.A.Shape(), F32: a.proj.A.Data()},
+		{Name: "vera_B." + adapter, Shape: a.proj.B.Shape(), F32: a.proj.B.Data()},
+	}
+}
+
+// Base returns the wrapped module.
+func (l *Layer) Base() nn.Module { return l.base }
+
+// Method returns "VERA".
+func (l *Layer) Method() string { return PeftType }
+
+// SetTrainable makes adapter's lambda vectors require gradients or not;
+// the shared projections stay frozen.
+func (l *Layer) SetTrainable(adapter string, on bool) {
+	if a, ok := l.Get(adapter); ok {
+		a.lambdaB.SetRequiresGrad(on)
+		a.lambdaD.SetRequiresGrad(on)
+	}
+}
+
+// Delete removes an adapter. It fails if the layer does not hold it or
+// holds it merged. Not safe for concurrent use.
+func (l *Layer) Delete(name string) error {
+	if err := l.Remove(name); err != nil {
+		return fmt.Errorf("vera: %w", err)
+	}
+	return nil
+}
+
+// AdapterParams returns adapter's tensors under their saved names
+// "vera_lambda_b" and "vera_lambda_d", or nil if the layer does not hold
+// it.
+func (l *Layer) AdapterParams(adapter string) []nn.Param {
+	a, ok := l.Get(adapter)
+	if !ok {
+		return nil
+	}
+	return []nn.Param{{Name: "vera_lambda_b", T: a.lambdaB}, {Name: "vera_lambda_d", T: a.lambdaD}}
+}
+
+// Children lists "base_layer" and the vera_lambda_b / vera_lambda_d
+// containers (one parameter per adapter).
+func (l *Layer) Children() []nn.Child {
+	b, d := &adapters.ParamDict{}, &adapters.ParamDict{}
+	for _, n := range l.Adapters() {
+		a, _ := l.Get(n)
+		b.Entries = append(b.Entries, nn.Param{Name: n, T: a.lambdaB})
+		d.Entries = append(d.Entries, nn.Param{Name: n, T: a.lambdaD})
+	}
+	return []nn.Child{{Name: "base_layer", Module: l.base}, {Name: "vera_lambda_b", Module: b}, {Name: "vera_lambda_d", Module: d}}
+}
+
+// Params returns nil: the layer's tensors live in its children.
+func (l *Layer) Params() []nn.Param { return nil }
+
+// SetChild replaces the base layer by one of the same type and shape.
+func (l *Layer) SetChild(name string, m nn.Module) error {
+	if name != "base_layer" {
+		return fmt.Errorf("vera: cannot replace child %q of an adapted layer", name)
+	}
+	nl, err := newLayer(m, 0)
+	if err != nil {
+		return err
+	}
+	if nl.conv1D != l.conv1D || !slices.Equal(nl.weight.Shape(), l.weight.Shape()) {
+		return fmt.Errorf("vera: new base_layer %T does not match the adapted layer", m)
+	}
+	l.base, l.weight = nl.base, nl.weight
+	return nil
+}
