@@ -12,7 +12,9 @@ import (
 	"github.com/gopeft/gopeft/tuners/lokr"
 	"github.com/gopeft/gopeft/tuners/lora"
 	"github.com/gopeft/gopeft/tuners/miss"
+	"github.com/gopeft/gopeft/tuners/oft"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
+	"github.com/gopeft/gopeft/tuners/vera"
 )
 
 // methods maps each peft_type gopeft implements to its method. It is a plain
@@ -26,6 +28,7 @@ var methods = map[string]tuners.Method{
 	lokr.PeftType:            lokr.Method{},
 	lora.PeftType:            lora.Method{},
 	miss.PeftType:            miss.Method{},
+	oft.PeftType:             oft.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
 }
 
