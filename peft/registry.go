@@ -30,6 +30,7 @@ var methods = map[string]tuners.Method{
 	miss.PeftType:            miss.Method{},
 	oft.PeftType:             oft.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
+	vera.PeftType:            vera.Method{},
 }
 
 // Method returns the method registered for peftType ("LORA"; the lookup
