@@ -137,6 +137,10 @@ func sgemmWith(kern *gemmKernel, transA, transB bool, m, n, k int, alpha float32
 		scaleRows(m, n, beta, c, ldc)
 		return
 	}
+	if useGemv(kern, m, k, transB) {
+		gemvT(m, n, k, alpha, a, lda, transA, b, ldb, beta, c, ldc, gemvWorkers(n, k))
+		return
+	}
 	gemmBlocked(gemmPlan{kern: kern, kc: kern.kc, mc: kern.mc, nc: kern.nc, nw: gemmWorkers(m, n, k), direct: gemmDirect},
 		transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }

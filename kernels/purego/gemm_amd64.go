@@ -28,6 +28,13 @@ func sgemmKernel6x16AVX2Strided(kc int, a *float32, rs, ss int, b, c *float32, l
 //go:noescape
 func sgemmKernel12x32AVX512Strided(kc int, a *float32, rs, ss int, b, c *float32, ldc int, alpha, beta float32)
 
+// sdot4AVX2 sets out[i] to the dot product of w with row i of x (rows ldx
+// apart), over the first 8*k8 elements, for i < 4. Written in
+// gemm_amd64.s.
+//
+//go:noescape
+func sdot4AVX2(k8 int, x *float32, ldx int, w *float32, out *float32)
+
 // avx2Kernel keeps 12 YMM sums; its B panel of 384 steps (24 KiB) stays in
 // L1 beside the A panel (9 KiB), the A block of 192 x 384 (288 KiB) and a B
 // block of 384 x 768 (1.1 MiB) in L2.
@@ -51,6 +58,7 @@ func init() {
 	}
 	if cpu.X86.HasAVX && cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		asmKernels = append(asmKernels, avx2Kernel)
+		dot4 = sdot4AVX2
 	}
 	if len(asmKernels) > 0 {
 		asmKernel = asmKernels[0]

@@ -654,3 +654,69 @@ stores512:
 	STORE512(Z22, Z23)
 	VZEROUPPER
 	RET
+
+// func sdot4AVX2(k8 int, x *float32, ldx int, w *float32, out *float32)
+//
+// out[i] = sum over p < 8*k8 of x[i*ldx + p] * w[p], for i = 0..3: the
+// row w against four rows of x at once, for matrix-vector shaped products.
+TEXT ·sdot4AVX2(SB), NOSPLIT, $0-40
+	MOVQ k8+0(FP), CX
+	MOVQ x+8(FP), SI
+	MOVQ ldx+16(FP), R8
+	SHLQ $2, R8
+	MOVQ w+24(FP), DI
+	MOVQ out+32(FP), DX
+	LEAQ (SI)(R8*2), R9
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+	MOVQ CX, R10
+	SHRQ $1, R10
+	JZ   dtail
+
+dloop:
+	VMOVUPS     (DI), Y8
+	VMOVUPS     32(DI), Y9
+	VFMADD231PS (SI), Y8, Y0
+	VFMADD231PS 32(SI), Y9, Y4
+	VFMADD231PS (SI)(R8*1), Y8, Y1
+	VFMADD231PS 32(SI)(R8*1), Y9, Y5
+	VFMADD231PS (R9), Y8, Y2
+	VFMADD231PS 32(R9), Y9, Y6
+	VFMADD231PS (R9)(R8*1), Y8, Y3
+	VFMADD231PS 32(R9)(R8*1), Y9, Y7
+	ADDQ        $64, SI
+	ADDQ        $64, R9
+	ADDQ        $64, DI
+	DECQ        R10
+	JNZ         dloop
+
+dtail:
+	ANDQ        $1, CX
+	JZ          dsum
+	VMOVUPS     (DI), Y8
+	VFMADD231PS (SI), Y8, Y0
+	VFMADD231PS (SI)(R8*1), Y8, Y1
+	VFMADD231PS (R9), Y8, Y2
+	VFMADD231PS (R9)(R8*1), Y8, Y3
+
+dsum:
+	VADDPS       Y4, Y0, Y0
+	VADDPS       Y5, Y1, Y1
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y7, Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (DX)
+	VZEROUPPER
+	RET

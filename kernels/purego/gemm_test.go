@@ -294,3 +294,32 @@ func TestKernelFor(t *testing.T) {
 		t.Errorf("kernelFor(512, 4096) with SetGenericGEMM(true) = %s", got.name)
 	}
 }
+
+// TestGemvT checks the dot-product path for a few rows of C against a
+// transposed B, with one worker and several, against the float64
+// reference.
+func TestGemvT(t *testing.T) {
+	if dot4 == nil {
+		t.Skip("no dot-product kernel on this CPU; sgemm never takes the path")
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	ab := [][2]float32{{1, 0}, {-0.5, 2}, {2, 1}}
+	var x int
+	for _, m := range []int{1, 2, 3, 4, 5, 8} {
+		for _, k := range []int{8, 15, 16, 24, 37, 300} {
+			for _, n := range []int{1, 65, 200} {
+				x++
+				tc := gemmCase{m: m, n: n, k: k, transA: x%2 == 0, transB: true,
+					alpha: ab[x%3][0], beta: ab[x%3][1], padA: x % 3, padB: x % 2, padC: x % 4}
+				for _, nw := range []int{1, 3} {
+					t.Run(fmt.Sprintf("w%d/%v", nw, tc), func(t *testing.T) {
+						a, lda, b, ldb, c, ldc := gemmOperands(tc, rng)
+						c0 := append([]float32(nil), c...)
+						gemvT(tc.m, tc.n, tc.k, tc.alpha, a, lda, tc.transA, b, ldb, tc.beta, c, ldc, nw)
+						checkGemmResult(t, tc, a, lda, b, ldb, c0, c, ldc)
+					})
+				}
+			}
+		}
+	}
+}
