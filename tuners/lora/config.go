@@ -207,6 +207,8 @@ type Config struct {
 	MegatronConfig        json.RawMessage `json:"megatron_config"`
 	TrainableTokenIndices json.RawMessage `json:"trainable_token_indices"`
 	VeloraConfig          json.RawMessage `json:"velora_config"`
+	// AloraInvocationTokens makes the adapter an activated LoRA (see
+	// ALoRAOffsets); null when off.
 	AloraInvocationTokens json.RawMessage `json:"alora_invocation_tokens"`
 	MonteCLoRAConfig      json.RawMessage `json:"monteclora_config"`
 	LayerReplication      json.RawMessage `json:"layer_replication"`
@@ -340,6 +342,11 @@ func (c *Config) Validate() error {
 	if _, err := parseBDLoRA(c.UseBDLoRA); err != nil {
 		return err
 	}
+	if toks, err := parseInvocation(c.AloraInvocationTokens); err != nil {
+		return err
+	} else if toks != nil && (c.UseDoRA || !isDefaultRaw(c.UseBDLoRA)) {
+		return fmt.Errorf("lora: alora_invocation_tokens cannot be combined with use_dora or use_bdlora")
+	}
 	if !isDefaultRaw(c.UseBDLoRA) && c.UseDoRA {
 		return fmt.Errorf("lora: use_bdlora cannot be combined with use_dora")
 	}
@@ -352,7 +359,7 @@ func (c *Config) Validate() error {
 	}{
 		{"megatron_config", c.MegatronConfig},
 		{"trainable_token_indices", c.TrainableTokenIndices}, {"velora_config", c.VeloraConfig},
-		{"alora_invocation_tokens", c.AloraInvocationTokens}, {"monteclora_config", c.MonteCLoRAConfig},
+		{"monteclora_config", c.MonteCLoRAConfig},
 		{"layer_replication", c.LayerReplication}, {"target_parameters", c.TargetParameters},
 		{"arrow_config", c.ArrowConfig},
 	} {

@@ -28,6 +28,12 @@
 // lora_B.weight, lora_B.bias, lora_embedding_A, lora_embedding_B,
 // lora_magnitude_vector (see AdapterParams).
 //
+// Activated LoRA (alora_invocation_tokens) applies an adapter only from the
+// last occurrence of its invocation tokens on: ALoRAOffsets computes the
+// per-row token counts from the input ids and SetALoRAOffsets hands them to
+// the layers; aLoRA adapters do nothing while no offsets are set, and
+// cannot be merged.
+//
 // BD-LoRA (use_bdlora) makes lora_A or lora_B of the Linear layers it names
 // block-diagonal; the compact factors are stored and saved as PEFT stores
 // them.
@@ -60,8 +66,8 @@
 //   - LoftQ quantises with gopeft's own NF4 (blocks of 64, float32 absmax)
 //     and int8 (per-row absmax/127) round trips, the formats bitsandbytes
 //     uses; the base weight becomes the dequantised weight, as in PEFT.
-//   - Options PEFT has and gopeft does not implement yet (QALoRA, aLoRA,
-//     VeLoRA, MonteCLoRA, Arrow, Megatron, layer_replication,
+//   - Options PEFT has and gopeft does not implement yet (QALoRA, VeLoRA,
+//     MonteCLoRA, Arrow, Megatron, layer_replication,
 //     target_parameters, trainable_token_indices, ensure_weight_tying) are
 //     kept in the config for round trips, and
 //     Validate reports them as not supported yet when they are set.

@@ -41,6 +41,8 @@ type adapter struct {
 	// bdA, bdB are the block counts of a block-diagonal A or B (BD-LoRA),
 	// 0 for a dense factor.
 	bdA, bdB int
+	// alora marks an activated LoRA (alora_invocation_tokens).
+	alora bool
 
 	// a is lora_A.weight ([r, in], [r, in, k...] for convolutions) or
 	// lora_embedding_A ([r, vocab]); b is lora_B.weight ([out, r],
@@ -90,7 +92,9 @@ type core struct {
 	disabled bool
 	training bool
 	batch    []string // per-row adapters (SetBatchAdapters), nil when off
-	rng      *nn.RNG  // dropout stream
+	// aloraOffsets are the per-row token counts aLoRA adapters cover.
+	aloraOffsets []int
+	rng          *nn.RNG // dropout stream
 }
 
 // Layer is a Linear, GPT-2 Conv1D, Conv1d or Conv2d base layer with LoRA
@@ -124,6 +128,8 @@ type AdapterLayer interface {
 	Scaling(name string) float64
 	// SetBatchAdapters selects one adapter per batch row (nil: off).
 	SetBatchAdapters(names []string) error
+	// SetALoRAOffsets sets the per-row token counts of aLoRA adapters.
+	SetALoRAOffsets(offsets []int)
 	coreOf() *core
 }
 
@@ -207,9 +213,16 @@ func (c *core) addAdapter(name string, o adapterOptions) error {
 	if c.kind.isConv() && g > 1 && cfg.UseDoRA {
 		return fmt.Errorf("lora: adapter %q: DoRA is not supported for convolutions with groups > 1", name)
 	}
+	invocation, err := parseInvocation(cfg.AloraInvocationTokens)
+	if err != nil {
+		return err
+	}
+	if invocation != nil && c.kind != kindLinear && c.kind != kindConv1D {
+		return fmt.Errorf("lora: adapter %q: aLoRA (alora_invocation_tokens) is only supported for Linear layers, not %s", name, c.kind)
+	}
 	a := &adapter{
 		r: o.r, alpha: o.alpha, rslora: cfg.UseRSLoRA, dropout: float32(cfg.Dropout), dora: cfg.UseDoRA,
-		scale: scaling(o.alpha, o.r, cfg.UseRSLoRA),
+		scale: scaling(o.alpha, o.r, cfg.UseRSLoRA), alora: invocation != nil,
 	}
 	be := c.weight.Backend()
 	r := o.r
@@ -410,6 +423,10 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 		}
 		if a.dora {
 			result = l.doraForward(a, x, result)
+			continue
+		}
+		if a.alora {
+			result = l.aloraAdd(a, x, result, l.aloraOffsets)
 			continue
 		}
 		xd := x
@@ -627,6 +644,9 @@ func (c *core) Merge(names []string, safe bool) error {
 		}
 		if a.bBias != nil && c.bias == nil {
 			return fmt.Errorf("lora: adapter %q: cannot merge lora_bias because the base layer has no bias", name)
+		}
+		if a.alora {
+			return fmt.Errorf("lora: adapter %q: aLoRA adapters cannot be merged (they apply to part of the tokens only)", name)
 		}
 		var b *nn.Tensor
 		if a.bBias != nil {

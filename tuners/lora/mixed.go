@@ -102,6 +102,18 @@ func (l *Layer) mixedForward(x, result *nn.Tensor) *nn.Tensor {
 	ys := make([]*nn.Tensor, len(as))
 	for i, a := range as {
 		xs := nn.Index(x, 0, rows[i])
+		if a.alora {
+			var offs []int
+			if l.aloraOffsets != nil {
+				for _, r := range rows[i] {
+					offs = append(offs, l.aloraOffsets[r])
+				}
+			}
+			shape := result.Shape()
+			shape[0] = len(rows[i])
+			ys[i] = l.aloraAdd(a, xs, nn.Zeros(result.Backend(), shape...), offs)
+			continue
+		}
 		if l.dropoutOn(a) {
 			xs = nn.DropoutOp(xs, a.dropout, l.rng)
 		}
