@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/boft"
 	"github.com/gopeft/gopeft/tuners/fourierft"
 	"github.com/gopeft/gopeft/tuners/ia3"
 	"github.com/gopeft/gopeft/tuners/lntuning"
@@ -21,6 +22,7 @@ import (
 // map, filled here and nowhere else: adding a method is one import and one
 // line.
 var methods = map[string]tuners.Method{
+	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
 	ia3.PeftType:             ia3.Method{},
 	lntuning.PeftType:        lntuning.Method{},
