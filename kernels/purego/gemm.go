@@ -184,6 +184,10 @@ func gemmBlocked(pl gemmPlan, transA, transB bool, m, n, k int, alpha float32, a
 		capF = gemmPackCap
 	}
 	mPad, nPad := roundUp(m, mr), roundUp(n, nr)
+	t8 := transpose8
+	if pl.kern == genericKernel {
+		t8 = nil
+	}
 	var direct gemmStridedFunc
 	scheme, need := pl.scheme, mPad+nPad // need: floats packed per step of depth
 	switch {
@@ -240,6 +244,7 @@ func gemmBlocked(pl gemmPlan, transA, transB bool, m, n, k int, alpha float32, a
 					kern: pl.kern.fn, mr: mr, nr: nr,
 					strided: direct,
 					cols:    scheme == schemeCols,
+					t8:      t8,
 					kc:      kc, mc: pl.mc, nc: pl.nc,
 					nw: nw,
 				}
@@ -346,6 +351,7 @@ type gemmJob struct {
 	kern       gemmKernelFunc
 	strided    gemmStridedFunc // set when A is read in place, not packed
 	cols       bool            // items are column strips; B packed per item
+	t8         transposeFunc   // for packing; nil with the pure Go kernel
 	mr, nr     int             // tile shape of kern
 	kc, mc, nc int             // block sizes, clipped to the problem
 	nw         int             // workers
@@ -528,7 +534,7 @@ func (j *gemmJob) worker() {
 			kc := min(j.kc, j.k-p0)
 			bp := j.bufB[p0*j.nPad+j0*kc:]
 			claim(&j.stateB[kb*j.nJb+jb], func() {
-				packB(bp, j.b, j.ldb, j.transB, j.nr, p0, j0, kc, nc, 0, nPanels)
+				packB(bp, j.b, j.ldb, j.transB, j.nr, p0, j0, kc, nc, 0, nPanels, j.t8)
 			})
 			beta := j.beta
 			if kb > 0 {
@@ -540,7 +546,7 @@ func (j *gemmJob) worker() {
 			}
 			ap := j.bufA[p0*j.mPad+i0*kc:]
 			claim(&j.stateA[kb*j.nIb+ib], func() {
-				packA(ap, j.a, j.lda, j.transA, j.mr, i0, p0, mc, kc)
+				packA(ap, j.a, j.lda, j.transA, j.mr, i0, p0, mc, kc, j.t8)
 			})
 			j.macro(ap, bp, i0, j0, mc, nc, kc, nPanels, beta, &tile)
 		}
@@ -563,7 +569,7 @@ func (j *gemmJob) workerCols() {
 		for kb := 0; kb < j.nKb; kb++ {
 			p0 := kb * j.kc
 			kc := min(j.kc, j.k-p0)
-			packB(bufB, j.b, j.ldb, j.transB, j.nr, p0, j0, kc, nc, 0, nPanels)
+			packB(bufB, j.b, j.ldb, j.transB, j.nr, p0, j0, kc, nc, 0, nPanels, j.t8)
 			beta := j.beta
 			if kb > 0 {
 				beta = 1
@@ -576,7 +582,7 @@ func (j *gemmJob) workerCols() {
 				mc := min(j.mc, j.m-i0)
 				ap := j.bufA[p0*j.mPad+i0*kc:]
 				claim(&j.stateA[kb*j.nIb+ib], func() {
-					packA(ap, j.a, j.lda, j.transA, j.mr, i0, p0, mc, kc)
+					packA(ap, j.a, j.lda, j.transA, j.mr, i0, p0, mc, kc, j.t8)
 				})
 				j.macro(ap, bufB, i0, j0, mc, nc, kc, nPanels, beta, &tile)
 			}
@@ -619,7 +625,7 @@ func (j *gemmJob) macroDirect(edgeA, bp []float32, i0, jc, mc, nc, kc, p0, nPane
 	}
 	full := mc / mr0 * mr0
 	if full < mc {
-		packA(edgeA, a, j.lda, j.transA, mr0, i0+full, p0, mc-full, kc)
+		packA(edgeA, a, j.lda, j.transA, mr0, i0+full, p0, mc-full, kc, j.t8)
 	}
 	for p := 0; p < nPanels; p++ {
 		jr := p * nr0

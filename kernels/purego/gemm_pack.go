@@ -1,15 +1,21 @@
 package purego
 
-// transpose8, when the CPU has one, transposes k8 consecutive 8x8 blocks:
-// element (r, c) of block g, src[r*lds + g*8 + c], goes to
-// dst[(g*8+c)*ldd + r]. Packing uses it wherever it gathers 8 rows of the
-// source into one step of a panel.
-var transpose8 func(dst *float32, ldd int, src *float32, lds int, k8 int)
+// transposeFunc transposes k8 consecutive 8x8 blocks: element (r, c) of
+// block g, src[r*lds + g*8 + c], goes to dst[(g*8+c)*ldd + r]. Packing uses
+// one, when it is given one, wherever it gathers 8 rows of the source into
+// one step of a panel.
+type transposeFunc func(dst *float32, ldd int, src *float32, lds int, k8 int)
+
+// transpose8 is the CPU's transposeFunc, or nil. Products on the pure Go
+// micro-kernel pack without it, so that SetGenericGEMM tests the code that
+// other architectures run.
+var transpose8 transposeFunc
 
 // packA copies rows [i0, i0+mc) and depth [p0, p0+kc) of op(A) into dst as
 // panels of mr rows: panel q holds, for each depth step p, the mr values
-// A(i0+q*mr+r, p0+p) at dst[q*kc*mr + p*mr + r]. Rows past mc are zero.
-func packA(dst, a []float32, lda int, trans bool, mr, i0, p0, mc, kc int) {
+// A(i0+q*mr+r, p0+p) at dst[q*kc*mr + p*mr + r]. Rows past mc are zero. t8
+// may be nil.
+func packA(dst, a []float32, lda int, trans bool, mr, i0, p0, mc, kc int, t8 transposeFunc) {
 	if trans {
 		packAT(dst, a, lda, mr, i0, p0, mc, kc)
 		return
@@ -37,10 +43,10 @@ func packA(dst, a []float32, lda int, trans bool, mr, i0, p0, mc, kc int) {
 				clear(d)
 			}
 			r := 0
-			if k8 := kc / 8; transpose8 != nil && k8 > 0 {
+			if k8 := kc / 8; t8 != nil && k8 > 0 {
 				for ; r+8 <= rows; r += 8 {
 					_ = a[(i+r+7)*lda+p0+k8*8-1] // the last element read
-					transpose8(&d[r], mr, &a[(i+r)*lda+p0], lda, k8)
+					t8(&d[r], mr, &a[(i+r)*lda+p0], lda, k8)
 					for p := k8 * 8; p < kc; p++ {
 						for x := 0; x < 8; x++ {
 							d[p*mr+r+x] = a[(i+r+x)*lda+p0+p]
@@ -106,8 +112,8 @@ func packAT(dst, a []float32, lda int, mr, i0, p0, mc, kc int) {
 // packB copies depth [p0, p0+kc) of panels [lo, hi) of columns [j0, j0+nc)
 // of op(B) into dst as panels of nr columns: panel q holds, for each depth
 // step p, the values B(p0+p, j0+q*nr+c) at dst[q*kc*nr + p*nr + c]. Columns
-// past nc are zero.
-func packB(dst, b []float32, ldb int, trans bool, nr, p0, j0, kc, nc, lo, hi int) {
+// past nc are zero. t8 may be nil.
+func packB(dst, b []float32, ldb int, trans bool, nr, p0, j0, kc, nc, lo, hi int, t8 transposeFunc) {
 	for q := lo; q < hi; q++ {
 		cols := min(nr, nc-q*nr)
 		d := dst[q*kc*nr : (q+1)*kc*nr]
@@ -129,10 +135,10 @@ func packB(dst, b []float32, ldb int, trans bool, nr, p0, j0, kc, nc, lo, hi int
 				clear(d)
 			}
 			c := 0
-			if k8 := kc / 8; transpose8 != nil && k8 > 0 {
+			if k8 := kc / 8; t8 != nil && k8 > 0 {
 				for ; c+8 <= cols; c += 8 {
 					_ = b[(j+c+7)*ldb+p0+k8*8-1] // the last element read
-					transpose8(&d[c], nr, &b[(j+c)*ldb+p0], ldb, k8)
+					t8(&d[c], nr, &b[(j+c)*ldb+p0], ldb, k8)
 					for p := k8 * 8; p < kc; p++ {
 						for x := 0; x < 8; x++ {
 							d[p*nr+c+x] = b[(j+c+x)*ldb+p0+p]
