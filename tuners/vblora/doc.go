@@ -1,0 +1,17 @@
+// Package vblora implements VB-LoRA (peft_type "VBLORA", PEFT's
+// VBLoRAConfig): LoRA factors composed from a shared vector bank. Every
+// adapted layer of an adapter holds logits over the bank's num_vectors
+// vectors for each length-L piece of its factors A [r, in] and B [out, r];
+// a piece is the softmax-weighted sum of the top-k vectors of its logits.
+// The bank, "base_model.vblora_vector_bank", is shared by all layers and
+// trained with the logits; its gradient is the sum over its uses.
+//
+// Merging folds B A into the base weight in place. The saved tensors are
+// "vblora_logits_A", "vblora_logits_B" per layer and the bank.
+//
+// Where gopeft differs from PEFT: the initial bank and logits come from
+// gopeft's Philox stream, not torch's global generator; disabling the
+// adapters of a merged layer keeps the weights merged (PEFT unmerges them);
+// save_only_topk_weights files (top-k indices and weights instead of
+// logits) are not supported yet and are refused by Validate.
+package vblora
