@@ -15,6 +15,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/miss"
 	"github.com/gopeft/gopeft/tuners/oft"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
+	"github.com/gopeft/gopeft/tuners/vblora"
 	"github.com/gopeft/gopeft/tuners/vera"
 )
 
@@ -32,6 +33,7 @@ var methods = map[string]tuners.Method{
 	miss.PeftType:            miss.Method{},
 	oft.PeftType:             oft.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
+	vblora.PeftType:          vblora.Method{},
 	vera.PeftType:            vera.Method{},
 }
 
