@@ -75,11 +75,11 @@ var (
 	forceGeneric atomic.Bool
 )
 
-// SetGenericGEMM forces the pure Go micro-kernel for every later matrix
-// product when on is true, even when the CPU has the instructions of an
-// assembly micro-kernel; false restores the automatic choice. It exists so
-// that tests can run the conformance suite against the fallback kernel as
-// well. It is safe to call at any time, from any goroutine: a product that is
+// SetGenericGEMM forces the pure Go micro-kernel, and pure Go packing, for
+// every later matrix product when on is true, even when the CPU has the
+// instructions of the assembly ones; false restores the automatic choice.
+// It exists so that tests can run the conformance suite against the code
+// that architectures without the assembly run. It is safe to call at any time, from any goroutine: a product that is
 // already running finishes with the kernel it started with.
 func SetGenericGEMM(on bool) { forceGeneric.Store(on) }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -321,5 +322,36 @@ func TestGemvT(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestSgemmConcurrent runs products from several goroutines at once, as
+// eval-mode inference does, each with workers of its own, sharing the
+// scratch pools.
+func TestSgemmConcurrent(t *testing.T) {
+	tc := gemmCase{m: 40, n: 300, k: 70, transB: true, alpha: 1, beta: 0.5, padA: 1}
+	type run struct{ a, b, c0, c []float32 }
+	runs := make([]run, 4)
+	var lda, ldb, ldc int
+	var wg sync.WaitGroup
+	for g := range runs {
+		var r run
+		r.a, lda, r.b, ldb, r.c, ldc = gemmOperands(tc, rand.New(rand.NewPCG(7, uint64(g))))
+		r.c0 = append([]float32(nil), r.c...)
+		runs[g] = r
+		kern := gemmKernels()[g%len(gemmKernels())]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				copy(r.c, r.c0)
+				gemmBlocked(gemmPlan{kern: kern, kc: 16, mc: kern.mr, nc: kern.nr, nw: 2},
+					tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, r.a, lda, r.b, ldb, tc.beta, r.c, ldc)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range runs {
+		checkGemmResult(t, tc, r.a, lda, r.b, ldb, r.c0, r.c, ldc)
 	}
 }
