@@ -330,15 +330,18 @@ func TestGemvT(t *testing.T) {
 // scratch pools.
 func TestSgemmConcurrent(t *testing.T) {
 	tc := gemmCase{m: 40, n: 300, k: 70, transB: true, alpha: 1, beta: 0.5, padA: 1}
-	type run struct{ a, b, c0, c []float32 }
+	type run struct {
+		a, b, c0, c   []float32
+		lda, ldb, ldc int
+	}
 	runs := make([]run, 4)
-	var lda, ldb, ldc int
-	var wg sync.WaitGroup
 	for g := range runs {
-		var r run
-		r.a, lda, r.b, ldb, r.c, ldc = gemmOperands(tc, rand.New(rand.NewPCG(7, uint64(g))))
+		r := &runs[g]
+		r.a, r.lda, r.b, r.ldb, r.c, r.ldc = gemmOperands(tc, rand.New(rand.NewPCG(7, uint64(g))))
 		r.c0 = append([]float32(nil), r.c...)
-		runs[g] = r
+	}
+	var wg sync.WaitGroup
+	for g, r := range runs {
 		kern := gemmKernels()[g%len(gemmKernels())]
 		wg.Add(1)
 		go func() {
@@ -346,12 +349,12 @@ func TestSgemmConcurrent(t *testing.T) {
 			for range 3 {
 				copy(r.c, r.c0)
 				gemmBlocked(gemmPlan{kern: kern, kc: 16, mc: kern.mr, nc: kern.nr, nw: 2},
-					tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, r.a, lda, r.b, ldb, tc.beta, r.c, ldc)
+					tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, r.a, r.lda, r.b, r.ldb, tc.beta, r.c, r.ldc)
 			}
 		}()
 	}
 	wg.Wait()
 	for _, r := range runs {
-		checkGemmResult(t, tc, r.a, lda, r.b, ldb, r.c0, r.c, ldc)
+		checkGemmResult(t, tc, r.a, r.lda, r.b, r.ldb, r.c0, r.c, r.ldc)
 	}
 }
