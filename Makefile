@@ -14,10 +14,12 @@ SHELL := bash
 GO ?= go
 # Build tags the bench target compiles in (add cuda on a CUDA machine).
 BENCH_TAGS ?= blas
-# Which benchmarks, how long each, how many runs (the table shows the median).
+# Which benchmarks, how long each, how many runs, and how the table sums up
+# several runs: median, or best (the fastest; use it on a busy machine).
 BENCH ?= .
 BENCHTIME ?= 1s
 COUNT ?= 1
+STAT ?= median
 BENCH_OUT ?= out/bench.txt
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -49,7 +51,7 @@ test-blas:
 bench:
 	@mkdir -p $(dir $(BENCH_OUT))
 	$(GO) test -tags '$(BENCH_TAGS)' -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) ./bench | tee $(BENCH_OUT)
-	$(GO) run ./bench/cmd/benchtable < $(BENCH_OUT)
+	$(GO) run ./bench/cmd/benchtable -stat $(STAT) < $(BENCH_OUT)
 
 peak:
 	@mkdir -p out

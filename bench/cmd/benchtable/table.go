@@ -24,7 +24,13 @@ type Results struct {
 	Backends []string
 	Values   map[Row]map[string][]float64
 	Failed   bool // a FAIL line was seen
+	// Stat is how several runs of one case become one number: "median"
+	// (the default) or "best" (the fastest run).
+	Stat string
 }
+
+// Stats are the accepted values of Results.Stat.
+var Stats = []string{"median", "best"}
 
 // Parse reads `go test -bench` output and keeps the given metric of every
 // benchmark line named <Benchmark>/<case...>/<backend>[-GOMAXPROCS].
@@ -140,7 +146,29 @@ func (res *Results) Median(row Row, backend string) (float64, bool) {
 	return (vs[n/2-1] + vs[n/2]) / 2, true
 }
 
-// Write prints the table: one column of medians per backend, base first,
+// Best returns the fastest of the values of row on backend (the largest for
+// a rate, the smallest for a time), and false when there are none.
+func (res *Results) Best(row Row, backend string) (float64, bool) {
+	vs := res.Values[row][backend]
+	if len(vs) == 0 {
+		return 0, false
+	}
+	if higherIsBetter(res.Metric) {
+		return slices.Max(vs), true
+	}
+	return slices.Min(vs), true
+}
+
+// Value is the number the table shows for row on backend: Best when Stat is
+// "best", else Median.
+func (res *Results) Value(row Row, backend string) (float64, bool) {
+	if res.Stat == "best" {
+		return res.Best(row, backend)
+	}
+	return res.Median(row, backend)
+}
+
+// Write prints the table: one column per backend, base first,
 // then for each pair of backends (later over earlier) how many times faster
 // the later one is.
 func (res *Results) Write(w io.Writer, base string) error {
@@ -167,8 +195,12 @@ func (res *Results) Write(w io.Writer, base string) error {
 	if higherIsBetter(res.Metric) {
 		better = "higher is better"
 	}
-	if _, err := fmt.Fprintf(w, "%s per backend (median of up to %d runs, %s); a/b = how many times faster a is than b\n\n",
-		res.Metric, runs, better); err != nil {
+	stat := "median"
+	if res.Stat == "best" {
+		stat = "fastest"
+	}
+	if _, err := fmt.Fprintf(w, "%s per backend (%s of up to %d runs, %s); a/b = how many times faster a is than b\n\n",
+		res.Metric, stat, runs, better); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -181,15 +213,15 @@ func (res *Results) Write(w io.Writer, base string) error {
 	for _, row := range res.Rows {
 		cells := []string{row.Bench, row.Case}
 		for _, b := range backends {
-			if v, ok := res.Median(row, b); ok {
+			if v, ok := res.Value(row, b); ok {
 				cells = append(cells, formatValue(v))
 			} else {
 				cells = append(cells, "-")
 			}
 		}
 		for _, p := range pairs {
-			f, okf := res.Median(row, p.fast)
-			s, oks := res.Median(row, p.slow)
+			f, okf := res.Value(row, p.fast)
+			s, oks := res.Value(row, p.slow)
 			switch {
 			case !okf || !oks || f == 0 || s == 0:
 				cells = append(cells, "-")

@@ -74,16 +74,18 @@ func TestSplitName(t *testing.T) {
 
 func TestWrite(t *testing.T) {
 	tests := []struct {
-		metric string
-		want   []string // substrings of the table
+		metric, stat string
+		want         []string // substrings of the table
 	}{
-		{"GFLOP/s", []string{"blas/purego", "25.00x", "higher is better", "cpu: Intel"}},
-		{"ns/op", []string{"blas/purego", "25.00x", "lower is better"}},
+		{"GFLOP/s", "median", []string{"blas/purego", "25.00x", "higher is better", "median of up to 3", "cpu: Intel"}},
+		{"GFLOP/s", "best", []string{"260.0", "26.00x", "fastest of up to 3"}},
+		{"ns/op", "median", []string{"blas/purego", "25.00x", "lower is better"}},
+		{"ns/op", "best", []string{"68000000", "25.00x", "fastest of up to 3"}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.metric, func(t *testing.T) {
+		t.Run(tc.metric+"/"+tc.stat, func(t *testing.T) {
 			var out bytes.Buffer
-			if err := run(strings.NewReader(sample), &out, tc.metric, "purego"); err != nil {
+			if err := run(strings.NewReader(sample), &out, tc.metric, "purego", tc.stat); err != nil {
 				t.Fatal(err)
 			}
 			for _, w := range tc.want {
@@ -104,7 +106,7 @@ func TestRunErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := run(strings.NewReader(tc.input), &bytes.Buffer{}, "GFLOP/s", "purego"); err == nil {
+			if err := run(strings.NewReader(tc.input), &bytes.Buffer{}, "GFLOP/s", "purego", "median"); err == nil {
 				t.Error("run succeeded, want an error")
 			}
 		})
