@@ -7,6 +7,7 @@ import (
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/boft"
 	"github.com/gopeft/gopeft/tuners/fourierft"
+	"github.com/gopeft/gopeft/tuners/hra"
 	"github.com/gopeft/gopeft/tuners/ia3"
 	"github.com/gopeft/gopeft/tuners/lntuning"
 	"github.com/gopeft/gopeft/tuners/loha"
@@ -25,6 +26,7 @@ import (
 var methods = map[string]tuners.Method{
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
+	hra.PeftType:             hra.Method{},
 	ia3.PeftType:             ia3.Method{},
 	lntuning.PeftType:        lntuning.Method{},
 	loha.PeftType:            loha.Method{},
