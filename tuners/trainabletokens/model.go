@@ -41,13 +41,27 @@ func (Method) NewConfig() tuners.Config { return NewConfig() }
 
 // DefaultTargets returns PEFT's default target_modules: the path of the
 // model's input embedding as a pattern (PEFT stores the name as a string,
-// which it matches as a regular expression), or "embed_tokens" when the
-// model does not say.
+// which it matches as a regular expression). Models that do not name it
+// (see inputEmbedder) get the path of the first module called
+// "embed_tokens", or "embed_tokens" itself.
 func (Method) DefaultTargets(root nn.Module) (tuners.Targets, error) {
 	if e, ok := root.(inputEmbedder); ok && e.InputEmbeddings() != "" {
 		return tuners.Pattern(e.InputEmbeddings()), nil
 	}
-	return tuners.Pattern(defaultEmbedding), nil
+	path := ""
+	err := tuners.WalkTargets(root, func(n tuners.Node) error {
+		if path == "" && n.Name == defaultEmbedding {
+			path = n.Path
+		}
+		return nil
+	})
+	if err != nil {
+		return tuners.Targets{}, err
+	}
+	if path == "" {
+		path = defaultEmbedding
+	}
+	return tuners.Pattern(path), nil
 }
 
 // Wrap adds adapter t.Adapter over the rows token_indices of the module at
