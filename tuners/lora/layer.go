@@ -509,6 +509,9 @@ func (e *Embedding) Lookup(ids []int32, shape ...int) *nn.Tensor {
 func (e *Embedding) LookupChecked(ids []int32, shape ...int) (*nn.Tensor, error) {
 	n := 1
 	for _, d := range shape {
+		if d < 0 {
+			return nil, fmt.Errorf("lora: embedding lookup: negative dimension in shape %v", shape)
+		}
 		n *= d
 	}
 	if len(shape) > 0 && n != len(ids) {

@@ -96,3 +96,6 @@ func TestTrainSaveLoad(t *testing.T) {
 		closeF32(t, "reloaded output", got.Data(), want.Data(), 1e-6, 1e-6)
 	}
 }
+
+// The adapted embedding can stand in for the nn.Embedding of a model.
+var _ models.Embedder = (*lora.Embedding)(nil)
