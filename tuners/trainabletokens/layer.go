@@ -156,6 +156,9 @@ func (l *Layer) Lookup(ids []int32, shape ...int) *nn.Tensor {
 		return nn.EmbeddingOp(l.weight, ids, shape...)
 	}
 	deltas, at := rowTable(as)
+	if !slices.ContainsFunc(ids, func(id int32) bool { _, ok := at[id]; return ok }) {
+		return nn.EmbeddingOp(l.weight, ids, shape...)
+	}
 	// Table = [base rows the ids use ; trained rows]; remap every id into it.
 	var baseIDs []int32
 	slot := map[int32]int32{}
