@@ -62,13 +62,13 @@ func (o *bdLoRAOptions) bdSide(path string) (byte, error) {
 	a, b := has(o.TargetModulesBDA), has(o.TargetModulesBDB)
 	switch {
 	case a && b:
-		return 0, fmt.Errorf("lora: use_bdlora: module %q matches both the A and the B block-diagonal patterns", path)
+		return 0, fmt.Errorf("use_bdlora: module %q matches both the A and the B block-diagonal patterns", path)
 	case a:
 		return 'a', nil
 	case b:
 		return 'b', nil
 	case o.MatchStrict:
-		return 0, fmt.Errorf("lora: use_bdlora: module %q matches neither target_modules_bd_a nor target_modules_bd_b (set match_strict false to allow plain LoRA there)", path)
+		return 0, fmt.Errorf("use_bdlora: module %q matches neither target_modules_bd_a nor target_modules_bd_b (set match_strict false to allow plain LoRA there)", path)
 	}
 	return 0, nil
 }
@@ -78,7 +78,7 @@ func (o *bdLoRAOptions) bdSide(path string) (byte, error) {
 // kaiming-uniform with a = 0 (bound sqrt(6/fan_in)), B zero.
 func (c *core) applyBDLoRA(name, path string, a *adapter, o *bdLoRAOptions, rng *nn.RNG) error {
 	if c.kind != kindLinear {
-		return fmt.Errorf("lora: adapter %q: use_bdlora is only supported for Linear layers, not %s", name, c.kind)
+		return fmt.Errorf("adapter %q: use_bdlora is only supported for Linear layers, not %s", name, c.kind)
 	}
 	side, err := o.bdSide(path)
 	if err != nil || side == 0 {
@@ -89,14 +89,14 @@ func (c *core) applyBDLoRA(name, path string, a *adapter, o *bdLoRAOptions, rng 
 	switch side {
 	case 'a':
 		if c.in%nb != 0 || a.r%nb != 0 {
-			return fmt.Errorf("lora: adapter %q: block-diagonal A needs in (%d) and r (%d) divisible by nblocks %d", name, c.in, a.r, nb)
+			return fmt.Errorf("adapter %q: block-diagonal A needs in (%d) and r (%d) divisible by nblocks %d", name, c.in, a.r, nb)
 		}
 		bound := float32(math.Sqrt(6 / float64(c.in/nb)))
 		a.a = nn.Uniform(be, rng, -bound, bound, a.r, c.in/nb)
 		a.bdA = nb
 	case 'b':
 		if c.out%nb != 0 || a.r%nb != 0 {
-			return fmt.Errorf("lora: adapter %q: block-diagonal B needs out (%d) and r (%d) divisible by nblocks %d", name, c.out, a.r, nb)
+			return fmt.Errorf("adapter %q: block-diagonal B needs out (%d) and r (%d) divisible by nblocks %d", name, c.out, a.r, nb)
 		}
 		a.b = nn.Zeros(be, c.out, a.r/nb)
 		a.bdB = nb

@@ -63,14 +63,14 @@ func (c *core) pissaInit(name string, a *adapter) error {
 	w, store := c.weightOut()
 	out, in := w.Dim(0), w.Dim(1)
 	if a.r > min(out, in) {
-		return fmt.Errorf("lora: adapter %q: PiSSA needs r <= min(out, in) = %d, got r = %d", name, min(out, in), a.r)
+		return fmt.Errorf("adapter %q: PiSSA needs r <= min(out, in) = %d, got r = %d", name, min(out, in), a.r)
 	}
 	if !(a.scale > 0) {
-		return fmt.Errorf("lora: adapter %q: PiSSA needs a positive scaling, got %v", name, a.scale)
+		return fmt.Errorf("adapter %q: PiSSA needs a positive scaling, got %v", name, a.scale)
 	}
 	var svd mat.SVD
 	if ok := svd.Factorize(hostMatrix(w, false), mat.SVDThin); !ok {
-		return fmt.Errorf("lora: adapter %q: PiSSA: SVD of the base weight did not converge", name)
+		return fmt.Errorf("adapter %q: PiSSA: SVD of the base weight did not converge", name)
 	}
 	var u, v mat.Dense
 	svd.UTo(&u)
@@ -99,7 +99,7 @@ func (c *core) oloraInit(name string, a *adapter) error {
 	w := c.weight.Detach()
 	out, in := w.Dim(0), w.Dim(1)
 	if a.r > min(out, in) {
-		return fmt.Errorf("lora: adapter %q: OLoRA needs r <= min(out, in) = %d, got r = %d", name, min(out, in), a.r)
+		return fmt.Errorf("adapter %q: OLoRA needs r <= min(out, in) = %d, got r = %d", name, min(out, in), a.r)
 	}
 	q, r := householderQR(hostMatrix(w, false))
 	a.b.CopyFrom(toTensor(q.Slice(0, out, 0, a.r), w))
@@ -182,11 +182,11 @@ func (c *core) micaInit(name string, a *adapter) error {
 	w := c.weight.Detach()
 	rows, cols := c.out, c.in
 	if a.r > min(rows, cols) {
-		return fmt.Errorf("lora: adapter %q: MiCA needs r <= min(out, in) = %d, got r = %d", name, min(rows, cols), a.r)
+		return fmt.Errorf("adapter %q: MiCA needs r <= min(out, in) = %d, got r = %d", name, min(rows, cols), a.r)
 	}
 	var svd mat.SVD
 	if ok := svd.Factorize(hostMatrix(w, c.kind == kindConv1D || c.kind == kindEmbedding), mat.SVDThin); !ok {
-		return fmt.Errorf("lora: adapter %q: MiCA: SVD of the base weight did not converge", name)
+		return fmt.Errorf("adapter %q: MiCA: SVD of the base weight did not converge", name)
 	}
 	var u mat.Dense
 	svd.UTo(&u)
@@ -201,7 +201,7 @@ func (c *core) micaInit(name string, a *adapter) error {
 func (c *core) orthogonalInit(name string, a *adapter, rng *nn.RNG) error {
 	r := a.r
 	if r%2 != 0 {
-		return fmt.Errorf("lora: adapter %q: orthogonal init needs an even r, got %d", name, r)
+		return fmt.Errorf("adapter %q: orthogonal init needs an even r, got %d", name, r)
 	}
 	be := c.weight.Backend()
 	q, _ := householderQR(hostMatrix(nn.Normal(be, rng, 0, 1, r, r), false))

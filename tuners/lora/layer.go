@@ -162,12 +162,12 @@ func newCore(base nn.Module) (*core, error) {
 		c.kind, c.weight, c.bias, c.conv = kindConv2d, m.Weight, m.Bias, m.Opts
 		c.out, c.in = m.Weight.Dim(0), m.Weight.Dim(1)*groups(m.Opts)
 	default:
-		return nil, fmt.Errorf("lora: cannot adapt a %T: LoRA supports Linear, Embedding, Conv1d, Conv2d and GPT-2 Conv1D", base)
+		return nil, fmt.Errorf("cannot adapt a %T: LoRA supports Linear, Embedding, Conv1d, Conv2d and GPT-2 Conv1D", base)
 	}
 	if c.kind.isConv() {
 		for _, d := range c.conv.Dilation {
 			if d > 1 {
-				return nil, fmt.Errorf("lora: cannot adapt a %s with dilation %v (PEFT's lora_A ignores dilation)", c.kind, c.conv.Dilation)
+				return nil, fmt.Errorf("cannot adapt a %s with dilation %v (PEFT's lora_A ignores dilation)", c.kind, c.conv.Dilation)
 			}
 		}
 	}
@@ -198,27 +198,27 @@ type adapterOptions struct {
 func (c *core) addAdapter(name string, o adapterOptions) error {
 	cfg := o.cfg
 	if o.r <= 0 {
-		return fmt.Errorf("lora: adapter %q: r must be positive, got %d", name, o.r)
+		return fmt.Errorf("adapter %q: r must be positive, got %d", name, o.r)
 	}
 	if _, ok := c.adapters[name]; ok {
-		return fmt.Errorf("lora: adapter %q already exists on this layer", name)
+		return fmt.Errorf("adapter %q already exists on this layer", name)
 	}
 	if c.kind == kindEmbedding && cfg.LoRABias {
-		return fmt.Errorf("lora: adapter %q: lora_bias is not supported for Embedding layers", name)
+		return fmt.Errorf("adapter %q: lora_bias is not supported for Embedding layers", name)
 	}
 	g := groups(c.conv)
 	if c.kind.isConv() && o.r%g != 0 {
-		return fmt.Errorf("lora: adapter %q: rank %d must be divisible by the convolution's groups (%d)", name, o.r, g)
+		return fmt.Errorf("adapter %q: rank %d must be divisible by the convolution's groups (%d)", name, o.r, g)
 	}
 	if c.kind.isConv() && g > 1 && cfg.UseDoRA {
-		return fmt.Errorf("lora: adapter %q: DoRA is not supported for convolutions with groups > 1", name)
+		return fmt.Errorf("adapter %q: DoRA is not supported for convolutions with groups > 1", name)
 	}
 	invocation, err := parseInvocation(cfg.AloraInvocationTokens)
 	if err != nil {
 		return err
 	}
 	if invocation != nil && c.kind != kindLinear && c.kind != kindConv1D {
-		return fmt.Errorf("lora: adapter %q: aLoRA (alora_invocation_tokens) is only supported for Linear layers, not %s", name, c.kind)
+		return fmt.Errorf("adapter %q: aLoRA (alora_invocation_tokens) is only supported for Linear layers, not %s", name, c.kind)
 	}
 	a := &adapter{
 		r: o.r, alpha: o.alpha, rslora: cfg.UseRSLoRA, dropout: float32(cfg.Dropout), dora: cfg.UseDoRA,
@@ -292,13 +292,13 @@ func (c *core) initAdapter(name string, a *adapter, cfg *Config, rng *nn.RNG) er
 	}
 	if init == InitLoftQ {
 		if c.kind != kindLinear {
-			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is only supported for Linear layers, not %s", name, init, c.kind)
+			return fmt.Errorf("adapter %q: init_lora_weights %q is only supported for Linear layers, not %s", name, init, c.kind)
 		}
 		return c.loftqInit(name, a, cfg.LoftQConfig)
 	}
 	if init == InitMiCA {
 		if c.kind.isConv() {
-			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
+			return fmt.Errorf("adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
 		}
 		a.frozenB = true
 		return c.micaInit(name, a)
@@ -317,7 +317,7 @@ func (c *core) initAdapter(name string, a *adapter, cfg *Config, rng *nn.RNG) er
 		uniformLike(a.a, rng, kaimingBound(a.a))
 	case init == InitEVA:
 		if c.kind.isConv() {
-			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
+			return fmt.Errorf("adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
 		}
 		uniformLike(a.a, rng, kaimingBound(a.a))
 	case init == InitRandom:
@@ -332,21 +332,21 @@ func (c *core) initAdapter(name string, a *adapter, cfg *Config, rng *nn.RNG) er
 		normalLike(a.a, rng, 1/float32(a.r))
 	case init.isPiSSA():
 		if c.kind != kindLinear && c.kind != kindConv1D {
-			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
+			return fmt.Errorf("adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
 		}
 		return c.pissaInit(name, a)
 	case init == InitOrthogonal:
 		if c.kind.isConv() {
-			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
+			return fmt.Errorf("adapter %q: init_lora_weights %q is not supported for %s layers", name, init, c.kind)
 		}
 		return c.orthogonalInit(name, a, rng)
 	case init == InitOLoRA:
 		if c.kind != kindLinear {
-			return fmt.Errorf("lora: adapter %q: init_lora_weights %q is only supported for Linear layers, not %s", name, init, c.kind)
+			return fmt.Errorf("adapter %q: init_lora_weights %q is only supported for Linear layers, not %s", name, init, c.kind)
 		}
 		return c.oloraInit(name, a)
 	default:
-		return fmt.Errorf("lora: adapter %q: init_lora_weights %q is not supported", name, init)
+		return fmt.Errorf("adapter %q: init_lora_weights %q is not supported", name, init)
 	}
 	return nil
 }
@@ -886,7 +886,7 @@ func (c *core) SetChild(name string, m nn.Module) error {
 	}
 	nc, err := newCore(m)
 	if err != nil {
-		return err
+		return fmt.Errorf("lora: replacing base_layer: %w", err)
 	}
 	if nc.kind != c.kind || !slices.Equal(nc.weight.Shape(), c.weight.Shape()) {
 		return fmt.Errorf("lora: new base_layer %T does not match the adapted %s", m, c.kind)

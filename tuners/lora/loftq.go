@@ -127,7 +127,7 @@ func (c *core) loftqInit(name string, a *adapter, raw json.RawMessage) error {
 	}
 	out, in := c.out, c.in
 	if a.r > min(out, in) {
-		return fmt.Errorf("lora: adapter %q: LoftQ needs r <= min(out, in) = %d, got r = %d", name, min(out, in), a.r)
+		return fmt.Errorf("adapter %q: LoftQ needs r <= min(out, in) = %d, got r = %d", name, min(out, in), a.r)
 	}
 	w := c.weight.Data()
 	res := w
@@ -145,7 +145,7 @@ func (c *core) loftqInit(name string, a *adapter, raw json.RawMessage) error {
 		}
 		var svd mat.SVD
 		if !svd.Factorize(mat.NewDense(out, in, diff), mat.SVDThin) {
-			return fmt.Errorf("lora: adapter %q: LoftQ: SVD did not converge", name)
+			return fmt.Errorf("adapter %q: LoftQ: SVD did not converge", name)
 		}
 		var u, v mat.Dense
 		svd.UTo(&u)
