@@ -1,0 +1,24 @@
+package vblora_test
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/internal/layertest"
+	"github.com/gopeft/gopeft/tuners/internal/peftcheck"
+	"github.com/gopeft/gopeft/tuners/vblora"
+)
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	cfg := vblora.NewConfig()
+	cfg.R, cfg.NumVectors, cfg.VectorLength = 2, 6, 2
+	cfg.TargetModules = tuners.Names("0", "2")
+	x := layertest.Rand(rand.New(rand.NewPCG(1, 1)), 1, 3, 6)
+	peftcheck.RoundTrip(t, func() nn.Module { return peftcheck.MLP(6, 8, 4) }, cfg, x, []string{
+		"base_model.model.0.vblora_logits_A", "base_model.model.0.vblora_logits_B",
+		"base_model.model.2.vblora_logits_A", "base_model.model.2.vblora_logits_B",
+		"base_model.vblora_vector_bank",
+	})
+}
