@@ -776,3 +776,41 @@ func TestLookupChecked(t *testing.T) {
 		t.Error("DeltaWeight of a missing adapter succeeded")
 	}
 }
+
+// TestDoRAAfterAnotherAdapter pins PEFT's order semantics: a DoRA adapter
+// rescales everything computed before it (base output plus earlier
+// adapters, minus the bias), while its norm only involves W and its own
+// B A: y = b + s_o * (x W^T + s1 x A1^T B1^T) + s_o * s2 * x A2^T B2^T.
+func TestDoRAAfterAnotherAdapter(t *testing.T) {
+	r := rand.New(rand.NewPCG(39, 40))
+	base := &nn.Linear{Weight: randTensor(r, 0.4, tOut, tIn), Bias: randTensor(r, 0.1, tOut)}
+	l := wrap(t, base, testConfig(variant{}), "plain")
+	if _, err := (Method{}).Wrap(tuners.Target{Path: "p", Module: l, Config: testConfig(variant{dora: true}), Adapter: "dora"}); err != nil {
+		t.Fatal(err)
+	}
+	perturbMagnitude(l, "dora", r)
+	l.SetActive([]string{"plain", "dora"})
+	x := randTensor(r, 1, 4, tIn)
+	got := run(l, x, nil).Data()
+
+	c := l.coreOf()
+	p, d := c.adapters["plain"], c.adapters["dora"]
+	X, W, b := from32(x).d, from32(base.Weight).d, from32(base.Bias).d
+	lora := func(a *adapter) []float64 {
+		return matmulT64(matmulT64(X, 4, tIn, from32(a.a).d, a.r), 4, a.r, from32(a.b).d, tOut)
+	}
+	weff := slices.Clone(W)
+	ba := matmulT64(from32(d.b).d, tOut, d.r, transpose64(from32(d.a).d, d.r, tIn), tIn)
+	for i := range weff {
+		weff[i] += d.scale * ba[i]
+	}
+	norms, m := rowNorms(weff, tOut, tIn), from32(d.magnitude).d
+	xw, l1, l2 := matmulT64(X, 4, tIn, W, tOut), lora(p), lora(d)
+	want := make([]float64, len(xw))
+	for i := range want {
+		o := i % tOut
+		s := m[o] / norms[o]
+		want[i] = b[o] + s*(xw[i]+p.scale*l1[i]) + s*d.scale*l2[i]
+	}
+	closeTo(t, "plain then DoRA", got, want, 2e-5, 2e-5)
+}
