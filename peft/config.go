@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/gopeft/gopeft/tuners"
 )
@@ -26,11 +27,10 @@ func ParseConfig(data []byte) (tuners.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, ok := Method(typ)
-	if !ok {
-		return nil, fmt.Errorf("peft: peft_type %q is not supported (supported: %v)", typ, Methods())
+	cfg, err := newConfig(typ)
+	if err != nil {
+		return nil, err
 	}
-	cfg := m.NewConfig()
 	if err := tuners.UnmarshalConfig(data, cfg); err != nil {
 		return nil, err
 	}
@@ -99,18 +99,28 @@ func writeAtomic(path string, data []byte) (err error) {
 	return nil
 }
 
+// newConfig returns the default config of a registered peft_type.
+func newConfig(peftType string) (tuners.Config, error) {
+	if m, ok := Method(peftType); ok {
+		return m.NewConfig(), nil
+	}
+	if m, ok := promptMethods[strings.ToUpper(peftType)]; ok {
+		return m.NewConfig(), nil
+	}
+	return nil, fmt.Errorf("peft: peft_type %q is not supported (supported: %v)", peftType, Methods())
+}
+
 // cloneConfig returns a deep copy of cfg through its JSON form, so that a
 // model's copy does not alias the caller's.
 func cloneConfig(cfg tuners.Config) (tuners.Config, error) {
-	m, ok := Method(cfg.Base().PeftType)
-	if !ok {
-		return nil, fmt.Errorf("peft: peft_type %q is not supported (supported: %v)", cfg.Base().PeftType, Methods())
+	out, err := newConfig(cfg.Base().PeftType)
+	if err != nil {
+		return nil, err
 	}
 	data, err := tuners.MarshalConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	out := m.NewConfig()
 	if err := tuners.UnmarshalConfig(data, out); err != nil {
 		return nil, err
 	}

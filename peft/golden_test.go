@@ -127,7 +127,7 @@ func runGoldenCase(dir, name string) (*goldenCase, string, string) {
 			c.failf("adapter %q: %v", a, err)
 			return c, "FAIL", ""
 		}
-		if _, ok := peft.Method(typ); !ok {
+		if !slices.Contains(peft.Methods(), strings.ToUpper(typ)) {
 			return c, "SKIP", fmt.Sprintf("(peft_type %s is not registered)", typ)
 		}
 	}
@@ -159,11 +159,14 @@ func (c *goldenCase) ran(check string) { c.checks = append(c.checks, check) }
 func (c *goldenCase) run() {
 	for _, ch := range c.Checks {
 		switch ch {
-		case "forward", "base", "grad", "merge":
+		case "forward", "base", "grad", "merge", "encoder_forward", "encoder_grad":
 		case "combos":
 		default:
 			c.whyNo = append(c.whyNo, ch+": not implemented yet")
 		}
+	}
+	if c.has("encoder_forward") {
+		c.checkEncoder()
 	}
 	if c.has("forward") {
 		c.ran("forward")
@@ -249,12 +252,32 @@ func (c *goldenCase) loadFrom(dirOf func(adapter string) string) (models.Model, 
 }
 
 // forward runs the model on the case input.
-func (c *goldenCase) forward(base models.Model) (*nn.Tensor, error) {
+// forward runs a bare base model, or a peft.Model (with the case's task_ids
+// for multitask prompt tuning).
+func (c *goldenCase) forward(model interface {
+	Forward(models.Input) (*nn.Tensor, error)
+}) (*nn.Tensor, error) {
 	in, err := c.input()
 	if err != nil {
 		return nil, err
 	}
-	return base.Forward(in)
+	if m, ok := model.(*peft.Model); ok {
+		return m.ForwardTasks(in, c.int32s("task_ids"))
+	}
+	return model.Forward(in)
+}
+
+// int32s returns the io integer tensor key as int32s, or nil.
+func (c *goldenCase) int32s(key string) []int32 {
+	t, ok := c.io[key]
+	if !ok {
+		return nil
+	}
+	out := make([]int32, len(t.I64))
+	for i, v := range t.I64 {
+		out[i] = int32(v)
+	}
+	return out
 }
 
 // compare checks got against the io tensor want with |got-want| <= atol +
@@ -320,7 +343,7 @@ func (c *goldenCase) want(key string) (safetensors.Tensor, bool) {
 
 // checkOutputs compares the forward output of every adapter (via
 // SetAdapter) and of the active one.
-func (c *goldenCase) checkOutputs(stage string, base models.Model, m *peft.Model) {
+func (c *goldenCase) checkOutputs(stage string, m *peft.Model) {
 	if len(c.AdapterNames) > 1 {
 		for _, a := range c.AdapterNames {
 			want, ok := c.want("output_adapter." + a)
@@ -331,7 +354,7 @@ func (c *goldenCase) checkOutputs(stage string, base models.Model, m *peft.Model
 				c.failf("%s: SetAdapter(%q): %v", stage, a, err)
 				continue
 			}
-			out, err := c.forward(base)
+			out, err := c.forward(m)
 			if err != nil {
 				c.failf("%s: forward with adapter %q: %v", stage, a, err)
 				continue
@@ -347,7 +370,7 @@ func (c *goldenCase) checkOutputs(stage string, base models.Model, m *peft.Model
 	if !ok {
 		return
 	}
-	out, err := c.forward(base)
+	out, err := c.forward(m)
 	if err != nil {
 		c.failf("%s: forward: %v", stage, err)
 		return
@@ -356,16 +379,16 @@ func (c *goldenCase) checkOutputs(stage string, base models.Model, m *peft.Model
 }
 
 func (c *goldenCase) checkForward() {
-	base, m, err := c.loaded()
+	_, m, err := c.loaded()
 	if err != nil {
 		c.failf("forward: loading: %v", err)
 		return
 	}
-	c.checkOutputs("forward", base, m)
+	c.checkOutputs("forward", m)
 }
 
 func (c *goldenCase) checkBase() {
-	base, m, err := c.loaded()
+	_, m, err := c.loaded()
 	if err != nil {
 		c.failf("base: loading: %v", err)
 		return
@@ -375,7 +398,7 @@ func (c *goldenCase) checkBase() {
 		return
 	}
 	err = m.DisableAdapters(func() error {
-		out, err := c.forward(base)
+		out, err := c.forward(m)
 		if err != nil {
 			return err
 		}
@@ -399,7 +422,7 @@ func (c *goldenCase) checkBase() {
 		c.compare("base: output_base_original", out, orig, c.Atol, c.Rtol)
 	}
 	// Disabling must not stick.
-	out, err := c.forward(base)
+	out, err := c.forward(m)
 	if err != nil {
 		c.failf("base: forward after re-enabling: %v", err)
 		return
@@ -410,7 +433,7 @@ func (c *goldenCase) checkBase() {
 }
 
 func (c *goldenCase) checkGrad() {
-	base, m, err := c.loaded()
+	_, m, err := c.loaded()
 	if err != nil {
 		c.failf("grad: loading: %v", err)
 		return
@@ -419,7 +442,7 @@ func (c *goldenCase) checkGrad() {
 	if !ok {
 		return
 	}
-	out, err := c.forward(base)
+	out, err := c.forward(m)
 	if err != nil {
 		c.failf("grad: forward: %v", err)
 		return
@@ -553,7 +576,7 @@ func (c *goldenCase) checkUnmerge() {
 		return
 	}
 	if want, ok := c.want("output_merged"); ok {
-		out, err := c.forward(base)
+		out, err := c.forward(m)
 		if err != nil {
 			c.failf("unmerge: forward while merged: %v", err)
 		} else {
@@ -570,7 +593,7 @@ func (c *goldenCase) checkUnmerge() {
 			c.failf("unmerge: %s not restored: %s", name, msg)
 		}
 	}
-	c.checkOutputs("unmerge", base, m)
+	c.checkOutputs("unmerge", m)
 }
 
 // checkSaveAndReload saves the adapters through the public API, compares
@@ -605,12 +628,12 @@ func (c *goldenCase) checkSaveAndReload() {
 	for _, a := range c.AdapterNames {
 		c.compareAdapterFiles(a, savedDir(a), filepath.Join(c.dir, c.AdapterDirs[a]))
 	}
-	base, m2, err := c.loadFrom(savedDir)
+	_, m2, err := c.loadFrom(savedDir)
 	if err != nil {
 		c.failf("reload: %v", err)
 		return
 	}
-	c.checkOutputs("reload", base, m2)
+	c.checkOutputs("reload", m2)
 }
 
 // compareAdapterFiles checks that gopeft's saved adapter folder holds the
@@ -763,7 +786,7 @@ func (c *goldenCase) checkCombos() {
 				continue
 			}
 			if want, ok := c.want(prefix + "output"); ok {
-				out, err := c.forward(base)
+				out, err := c.forward(m)
 				if err != nil {
 					c.failf("%s: forward: %v", what, err)
 				} else {
@@ -882,7 +905,7 @@ func (c *goldenCase) checkDare(what string, m *peft.Model, base models.Model, cb
 		return
 	}
 	if want, ok := c.want(prefix + "output"); ok {
-		out, err := c.forward(base)
+		out, err := c.forward(m)
 		if err != nil {
 			c.failf("%s: forward: %v", what, err)
 		} else {
@@ -971,4 +994,110 @@ func moduleAt(root nn.Module, path string) nn.Module {
 		return nil
 	})
 	return found
+}
+
+// checkEncoder runs a prompt-learning case's encoder checks: PEFT's encoder
+// parameters (param.*) are copied into a new trainable adapter's encoder by
+// name, which must give encoder_output for the virtual tokens (one row per
+// task for multitask prompt tuning) and, for encoder_grad, the gradients of
+// sum(encoder_output * encoder_probe).
+func (c *goldenCase) checkEncoder() {
+	name := c.AdapterNames[0]
+	base, err := c.baseModel()
+	if err != nil {
+		c.failf("encoder: %v", err)
+		return
+	}
+	cfg, err := peft.LoadConfig(filepath.Join(c.dir, c.AdapterDirs[name]))
+	if err != nil {
+		c.failf("encoder: %v", err)
+		return
+	}
+	cfg.Base().InferenceMode = false
+	m, err := peft.New(base, cfg, peft.AdapterName(name))
+	if err != nil {
+		c.failf("encoder: %v", err)
+		return
+	}
+	enc := m.PromptEncoder(name)
+	if enc == nil {
+		c.failf("encoder: adapter %q has no prompt encoder", name)
+		return
+	}
+	prefix := "prompt_encoder." + name + "."
+	params := map[string]*nn.Tensor{}
+	for _, p := range nn.NamedParameters(enc) {
+		params[prefix+p.Name] = p.T
+	}
+	seen := map[string]bool{}
+	for k, v := range c.io {
+		pname, ok := strings.CutPrefix(k, "param.")
+		if !ok {
+			continue
+		}
+		seen[pname] = true
+		t, ok := params[pname]
+		switch {
+		case !ok:
+			c.failf("encoder: PEFT's encoder has %s, gopeft's has not", pname)
+		case !sameShape(t.Shape(), v.Shape):
+			c.failf("encoder: %s has shape %v, PEFT's %v", pname, t.Shape(), v.Shape)
+		default:
+			t.CopyFromHost(v.F32)
+		}
+	}
+	for pname := range params {
+		if !seen[pname] {
+			c.failf("encoder: gopeft's encoder has %s, PEFT's has not", pname)
+		}
+	}
+	if len(c.failures) > 0 {
+		return
+	}
+	tokens := c.int32s("prompt_tokens")
+	taskIDs := c.int32s("encoder_task_ids")
+	batch, indices := 1, tokens
+	if taskIDs != nil {
+		batch, indices = len(taskIDs), nil
+		for range taskIDs {
+			indices = append(indices, tokens...)
+		}
+	}
+	out, err := enc.Encode(indices, batch, taskIDs)
+	if err != nil {
+		c.failf("encoder: Encode: %v", err)
+		return
+	}
+	c.ran("encoder_forward")
+	if want, ok := c.want("encoder_output"); ok {
+		c.compare("encoder: encoder_output", out, want, c.Atol, c.Rtol)
+	}
+	if !c.has("encoder_grad") {
+		return
+	}
+	c.ran("encoder_grad")
+	probe, ok := c.want("encoder_probe")
+	if !ok {
+		return
+	}
+	if !sameShape(out.Shape(), probe.Shape) {
+		c.failf("encoder: output shape %v, probe %v", out.Shape(), probe.Shape)
+		return
+	}
+	nn.SumAll(nn.Mul(out, nn.New(out.Backend(), probe.F32, out.Shape()...))).Backward()
+	for pname, t := range params {
+		want, ok := c.io["grad."+pname]
+		switch {
+		case !ok && t.RequiresGrad():
+			c.failf("encoder: %s is trainable but io.safetensors has no grad for it", pname)
+		case ok && !t.RequiresGrad():
+			c.failf("encoder: io has grad.%s but gopeft's %s is frozen", pname, pname)
+		case ok:
+			if g := t.Grad(); g == nil {
+				c.failf("encoder: %s: no gradient", pname)
+			} else {
+				c.compare("encoder: grad."+pname, g, want, c.GradAtol, c.GradRtol)
+			}
+		}
+	}
 }

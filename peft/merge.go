@@ -30,8 +30,12 @@ func (m *Model) mergeOptions(opts []MergeOption) (mergeOptions, error) {
 		f(&o)
 	}
 	for _, n := range o.adapters {
-		if _, ok := m.adapters[n]; !ok {
+		a, ok := m.adapters[n]
+		if !ok {
 			return o, fmt.Errorf("peft: no adapter %q (have %q)", n, m.order)
+		}
+		if a.prompt != nil {
+			return o, fmt.Errorf("%w: %q is %s", errPromptMerge, n, a.prompt.Type())
 		}
 	}
 	return o, nil

@@ -29,6 +29,9 @@ func (m *Model) ForwardMixed(in models.Input, adapterNames []string) (out *nn.Te
 		return nil, fmt.Errorf("peft: ForwardMixed: input shape %v has not one row per adapter name (%d names)", in.Shape, len(adapterNames))
 	}
 	for _, n := range adapterNames {
+		if a, ok := m.adapters[n]; ok && a.prompt != nil {
+			return nil, fmt.Errorf("peft: ForwardMixed: %s adapter %q cannot be applied per row", a.prompt.Type(), n)
+		}
 		if _, ok := m.adapters[n]; !ok && n != tuners.BaseAdapterName {
 			return nil, fmt.Errorf("peft: ForwardMixed: no adapter %q (have %q and %q)", n, m.order, tuners.BaseAdapterName)
 		}

@@ -31,7 +31,8 @@ type Model struct {
 	unloaded bool
 }
 
-// adapterState is what the model keeps per adapter.
+// adapterState is what the model keeps per adapter: an injected method's
+// (method, shared) or a prompt-learning method's (prompt, encoder).
 type adapterState struct {
 	cfg    tuners.Config
 	method tuners.Method
@@ -39,6 +40,17 @@ type adapterState struct {
 	// sharedTrainable records which shared tensors the method created
 	// trainable.
 	sharedTrainable []bool
+
+	prompt  tuners.PromptMethod
+	encoder tuners.PromptEncoder
+}
+
+// typeName returns the adapter's peft_type.
+func (a *adapterState) typeName() string {
+	if a.prompt != nil {
+		return a.prompt.Type()
+	}
+	return a.method.Type()
 }
 
 // Option configures New, Load, AddAdapter and LoadAdapter.
@@ -117,7 +129,26 @@ func (m *Model) Base() nn.Module { return m.root }
 
 // Forward runs the base model, adapters included: the Forward of a
 // models.Model base, or, for an nn.Layer base, its Forward on in.X.
+//
+// With a prompt-learning adapter active, the base model must be a
+// PromptModel; the virtual tokens come first, so the output has T more
+// positions than the input (as in PEFT).
 func (m *Model) Forward(in models.Input) (*nn.Tensor, error) {
+	return m.ForwardTasks(in, nil)
+}
+
+// ForwardTasks is Forward with one task id per batch row, for multitask
+// prompt tuning (PEFT's task_ids); other adapters take nil.
+func (m *Model) ForwardTasks(in models.Input, taskIDs []int32) (*nn.Tensor, error) {
+	if m.unloaded {
+		return nil, errUnloaded
+	}
+	if a := m.activePrompt(); a != nil {
+		return m.promptForward(a, in, taskIDs)
+	}
+	if taskIDs != nil {
+		return nil, errors.New("peft: task ids are only used by multitask prompt tuning adapters")
+	}
 	switch b := m.root.(type) {
 	case models.Model:
 		return b.Forward(in)
@@ -199,8 +230,10 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 	if cfg == nil {
 		return errors.New("peft: nil config")
 	}
-	method, ok := Method(cfg.Base().PeftType)
-	if !ok {
+	typ := strings.ToUpper(cfg.Base().PeftType)
+	method, isMethod := Method(typ)
+	pm, isPrompt := promptMethods[typ]
+	if !isMethod && !isPrompt {
 		return fmt.Errorf("peft: peft_type %q is not supported (supported: %v)", cfg.Base().PeftType, Methods())
 	}
 	own, err := cloneConfig(cfg)
@@ -213,15 +246,20 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 	if err := own.Validate(); err != nil {
 		return fmt.Errorf("peft: adapter %q: %w", name, err)
 	}
+	for _, otherName := range m.order {
+		if other := m.adapters[otherName]; other.typeName() != typ {
+			return fmt.Errorf("peft: adapter %q is %s but the model holds %s adapters; mixing methods is not supported", name, typ, other.typeName())
+		}
+	}
+	if isPrompt {
+		return m.addPrompt(name, own, pm)
+	}
 	tc, ok := own.(tuners.TargetedConfig)
 	if !ok {
-		return fmt.Errorf("peft: %s adapters (prompt learning) cannot be injected into a module tree yet", method.Type())
+		return fmt.Errorf("peft: adapter %q: a %s config (%T) does not choose target modules", name, typ, own)
 	}
 	for _, otherName := range m.order {
 		other := m.adapters[otherName]
-		if other.method.Type() != method.Type() {
-			return fmt.Errorf("peft: adapter %q is %s but the model holds %s adapters; mixing methods is not supported", name, method.Type(), other.method.Type())
-		}
 		if biasMode(own) != "none" && biasMode(other.cfg) != "none" {
 			return fmt.Errorf("peft: adapter %q has bias %q but adapter %q already trains biases (%q): only one adapter may train biases", name, biasMode(own), otherName, biasMode(other.cfg))
 		}
@@ -342,6 +380,9 @@ func (m *Model) SetAdapter(names ...string) error {
 			return fmt.Errorf("peft: no adapter %q (have %q)", n, m.order)
 		}
 	}
+	if m.adapters[names[0]].prompt != nil && len(names) > 1 {
+		return fmt.Errorf("peft: prompt-learning adapters are used one at a time, got %q", names)
+	}
 	prev := m.active
 	m.active = slices.Clone(names)
 	if err := m.applyActive(); err != nil {
@@ -413,6 +454,9 @@ func (m *Model) refreshTrainable(ws []layerAt) {
 				}
 			}
 		}
+		if a.encoder != nil {
+			a.encoder.SetTrainable(on)
+		}
 		if a.shared != nil && on {
 			for i, p := range a.shared.Params {
 				if a.sharedTrainable[i] {
@@ -434,7 +478,7 @@ func (m *Model) refreshTrainable(ws []layerAt) {
 			}
 		case strings.HasSuffix(mode, "_only"):
 			for _, w := range ws {
-				if w.layer == nil || w.layer.Method() != a.method.Type() {
+				if w.layer == nil || a.method == nil || w.layer.Method() != a.method.Type() {
 					continue
 				}
 				for _, p := range w.layer.Base().Params() {

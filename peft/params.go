@@ -16,6 +16,7 @@ const (
 	kindAdapter                  // a tensor of an adapter layer
 	kindCopy                     // a modules_to_save copy
 	kindShared                   // a method-level tensor of an adapter
+	kindPrompt                   // a prompt encoder's tensor
 )
 
 // namedParam is a parameter under PEFT's live name
@@ -109,7 +110,8 @@ func (m *Model) namedParams() []namedParam {
 			}
 		}
 	}
-	visit(rootPrefix, m.root, kindBase, "")
+	visit(m.modulePrefix(), m.root, kindBase, "")
+	m.promptParams(add)
 	for _, name := range m.order {
 		a := m.adapters[name]
 		if a.shared == nil {

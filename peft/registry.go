@@ -48,8 +48,11 @@ func Method(peftType string) (tuners.Method, bool) {
 
 // Methods returns the registered peft_type names, sorted.
 func Methods() []string {
-	out := make([]string, 0, len(methods))
+	out := make([]string, 0, len(methods)+len(promptMethods))
 	for k := range methods {
+		out = append(out, k)
+	}
+	for k := range promptMethods {
 		out = append(out, k)
 	}
 	sort.Strings(out)

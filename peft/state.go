@@ -46,6 +46,9 @@ func (m *Model) StateDict(adapter string) (map[string]*nn.Tensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("peft: no adapter %q (have %q)", adapter, m.order)
 	}
+	if a.encoder != nil {
+		return m.promptStateDict(a, adapter)
+	}
 	params := m.namedParams()
 	out := map[string]*nn.Tensor{}
 	put := func(key string, t *nn.Tensor) error {
@@ -269,6 +272,9 @@ func (m *Model) loadWeights(adapter, dir string) error {
 			return fmt.Errorf("peft: %s: only safetensors adapters are supported, found adapter_model.bin", dir)
 		}
 		return fmt.Errorf("peft: %w", err)
+	}
+	if a := m.adapters[adapter]; a != nil && a.encoder != nil {
+		return m.loadPromptWeights(a, adapter, path)
 	}
 	want, err := m.StateDict(adapter)
 	if err != nil {
