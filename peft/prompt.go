@@ -298,4 +298,3 @@ func (m *Model) promptParams(add func(namedParam)) {
 		}
 	}
 }
-
