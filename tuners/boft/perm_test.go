@@ -11,7 +11,7 @@ import (
 func TestButterflyPerm(t *testing.T) {
 	for _, tc := range []struct {
 		n, nb, r, f int
-		want      []int32
+		want        []int32
 	}{
 		{8, 2, 1, 1, []int32{0, 2, 1, 3, 4, 6, 5, 7}},
 		{16, 2, 2, 1, []int32{0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15}},
