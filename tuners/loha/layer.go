@@ -132,3 +132,36 @@ func peftOuter(wa, m, other *nn.Tensor) *nn.Tensor {
 	zero := nn.Sub(lycoris.TuckerOuter(wa, od), lycoris.TuckerOuter(wd, od))
 	return nn.Add(lycoris.TuckerOuter(wd, m), zero)
 }
+
+// blockElems bounds the scratch AddDelta uses: about this many elements per
+// block of rows (4 MiB of float32).
+const blockElems = 1 << 20
+
+// AddDelta adds alpha * (w1a w1b) ⊙ (w2a w2b) to w in place, one block of
+// rows at a time: two GEMMs into scratch, their product, and an Axpy into
+// the rows of w. Nothing the size of the weight is allocated. Tucker
+// factors (small convolution kernels) take the plain path.
+func (f *factors) AddDelta(w *nn.Tensor, alpha float32) {
+	be := w.Backend()
+	if f.t1 != nil {
+		d := f.Delta(alpha, true)
+		be.Axpy(w.Buffer(), d.Buffer(), 1)
+		return
+	}
+	out, r, in := f.w1a.Dim(0), f.w1a.Dim(1), f.w1b.Dim(1)
+	rows := max(1, min(out, blockElems/max(in, 1)))
+	p1, p2, p3 := be.Alloc(rows*in), be.Alloc(rows*in), be.Alloc(rows*in)
+	defer func() { be.Free(p1); be.Free(p2); be.Free(p3) }()
+	wb := w.Buffer()
+	for lo := 0; lo < out; lo += rows {
+		m := min(rows, out-lo)
+		n := m * in
+		c1, c2, c3 := p1.Slice(0, n), p2.Slice(0, n), p3.Slice(0, n)
+		be.Gemm(&kernels.GemmArgs{M: m, N: in, K: r, Alpha: alpha, A: f.w1a.Buffer().Slice(lo*r, m*r), LdA: r,
+			B: f.w1b.Buffer(), LdB: in, C: c1, LdC: in, Batch: 1})
+		be.Gemm(&kernels.GemmArgs{M: m, N: in, K: r, Alpha: 1, A: f.w2a.Buffer().Slice(lo*r, m*r), LdA: r,
+			B: f.w2b.Buffer(), LdB: in, C: c2, LdC: in, Batch: 1})
+		be.Binary(kernels.Mul, c3, []int{n}, c1, []int{1}, c2, []int{1})
+		be.Axpy(wb.Slice(lo*in, n), c3, 1)
+	}
+}

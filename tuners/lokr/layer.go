@@ -205,3 +205,44 @@ func (f *factors) Delta(scale float32, detach bool) *nn.Tensor {
 	}
 	return lycoris.Kron(w1, w2)
 }
+
+// AddDelta adds alpha * kron(W1, W2) to w in place without materialising
+// the Kronecker product. Row (i, k) of the update (i < a, k < b) is the
+// outer product of row i of W1 with row k of W2 (flattened over the kernel
+// axes), so for each i one batched GEMM with K = 1 and beta = 1 adds the b
+// blocks of rows (i, 0..b-1). Conv1d layers with a 3-D lokr_w2, whose
+// update torch.kron lays out differently, take the plain path.
+func (f *factors) AddDelta(w *nn.Tensor, alpha float32) {
+	be := w.Backend()
+	if f.w2 != nil && f.w2.Rank() == 3 {
+		be.Axpy(w.Buffer(), f.Delta(alpha, true).Buffer(), 1)
+		return
+	}
+	var w1, w2 *nn.Tensor
+	if f.w1 != nil {
+		w1 = f.w1.Detach()
+	} else {
+		w1 = nn.MatMul(f.w1a.Detach(), f.w1b.Detach())
+	}
+	switch {
+	case f.w2 != nil:
+		w2 = f.w2.Detach()
+	case f.t2 != nil:
+		w2 = lycoris.Tucker(f.t2.Detach(), f.w2a.Detach(), f.w2b.Detach())
+	default:
+		w2 = nn.MatMul(f.w2a.Detach(), f.w2b.Detach())
+	}
+	a, c := w1.Dim(0), w1.Dim(1)
+	b, dk := w2.Dim(0), w2.Len()/w2.Dim(0)
+	wb, w1b, w2b := w.Buffer(), w1.Buffer(), w2.Buffer()
+	block := b * c * dk // the rows (i, 0..b-1) of the update
+	for i := range a {
+		be.Gemm(&kernels.GemmArgs{
+			M: c, N: dk, K: 1, Alpha: alpha, Beta: 1,
+			A: w1b.Slice(i*c, c), LdA: 1,
+			B: w2b, LdB: dk,
+			C: wb.Slice(i*block, block), LdC: dk,
+			Batch: b, StrideA: 0, StrideB: dk, StrideC: c * dk,
+		})
+	}
+}

@@ -24,6 +24,16 @@ type Factors interface {
 	Delta(scale float32, detach bool) *nn.Tensor
 }
 
+// Accumulator is implemented by factors that can add their update to a
+// weight in place without materialising the whole update, which makes
+// merging large layers cheaper. The layer uses it to merge and unmerge.
+type Accumulator interface {
+	// AddDelta adds alpha times the unscaled update (Delta with scale 1,
+	// in the base weight's row-major layout) to w, in place and without
+	// gradient.
+	AddDelta(w *nn.Tensor, alpha float32)
+}
+
 // Spec describes a method to the shared layer.
 type Spec struct {
 	// PeftType is the method's peft_type ("LOHA").
@@ -240,19 +250,30 @@ func (l *Layer) Merge(names []string, safe bool) error {
 		if !ok || slices.Contains(l.merged, name) {
 			continue
 		}
-		d := l.delta(a, true)
 		if safe {
-			w := nn.Add(l.weight.Detach(), d)
+			w := l.weight.Detach().Clone()
+			l.addDelta(w, a, 1)
 			if w.Backend().CountNonFinite(w.Buffer()) != 0 {
 				return fmt.Errorf("%s: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", l.spec.errPrefix(), name)
 			}
 			l.weight.CopyFrom(w)
 		} else {
-			l.weight.Backend().Axpy(l.weight.Buffer(), d.Buffer(), 1)
+			l.addDelta(l.weight, a, 1)
 		}
 		l.merged = append(l.merged, name)
 	}
 	return nil
+}
+
+// addDelta adds sign times adapter a's scaled update to w (the base weight
+// or a copy of it) in place, through the factors' Accumulator when they
+// have one.
+func (l *Layer) addDelta(w *nn.Tensor, a *adapter, sign float32) {
+	if acc, ok := a.factors.(Accumulator); ok {
+		acc.AddDelta(w, sign*float32(a.scale))
+		return
+	}
+	w.Backend().Axpy(w.Buffer(), l.delta(a, true).Buffer(), sign)
 }
 
 // Unmerge subtracts every merged adapter from the base weight again, the
@@ -261,7 +282,7 @@ func (l *Layer) Unmerge() error {
 	for len(l.merged) > 0 {
 		name := l.merged[len(l.merged)-1]
 		if a, ok := l.adapters[name]; ok {
-			l.weight.Backend().Axpy(l.weight.Buffer(), l.delta(a, true).Buffer(), -1)
+			l.addDelta(l.weight, a, -1)
 		}
 		l.merged = l.merged[:len(l.merged)-1]
 	}
