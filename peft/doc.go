@@ -49,8 +49,13 @@
 //
 // # Methods
 //
-// Each PEFT method is a tuners.Method in its own package under tuners/; the
-// registry (Method, Methods) is a plain map from peft_type to method.
+// Each PEFT method is a tuners.Method (adapters injected into modules) or a
+// tuners.PromptMethod (prompt learning) in its own package under tuners/;
+// the registry (Method, Methods) is a plain map from peft_type to method.
+// Prompt-learning adapters need a base model that runs from embeddings
+// (PromptModel, such as models/llama): Forward then prepends the virtual
+// tokens (the output has T more positions, as in PEFT) or feeds them as
+// past keys and values.
 //
 // # Concurrency
 //

@@ -13,7 +13,8 @@ import (
 )
 
 // promptMethods maps each prompt-learning peft_type gopeft implements to its
-// method, beside the injected methods of the registry.
+// method (a tuners.PromptMethod), beside the injected methods of the
+// registry: adding one is one import and one line here.
 var promptMethods = map[string]tuners.PromptMethod{}
 
 // PromptModel is a base model that prompt-learning adapters can drive, such

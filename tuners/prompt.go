@@ -6,7 +6,8 @@ import "github.com/gopeft/gopeft/nn"
 // prompt-learning method shares (prompt tuning, p-tuning, prefix tuning,
 // multitask prompt tuning, CPT). A method config embeds it beside
 // BaseConfig. Zero sizes are filled from the base model when the adapter is
-// created (see PromptModel), as PEFT does.
+// created (see peft.PromptModel), as PEFT does; a method's own sizes that
+// default to token_dim (encoder_hidden_size) are its NewEncoder's to fill.
 type PromptConfig struct {
 	// NumVirtualTokens is the number T of virtual tokens.
 	NumVirtualTokens int `json:"num_virtual_tokens"`
