@@ -138,7 +138,8 @@ func (m *Model) Forward(in models.Input) (*nn.Tensor, error) {
 }
 
 // ForwardTasks is Forward with one task id per batch row, for multitask
-// prompt tuning (PEFT's task_ids); other adapters take nil.
+// prompt tuning (PEFT's task_ids); other adapters take nil. With the
+// adapters disabled the task ids are ignored.
 func (m *Model) ForwardTasks(in models.Input, taskIDs []int32) (*nn.Tensor, error) {
 	if m.unloaded {
 		return nil, errUnloaded
@@ -146,7 +147,7 @@ func (m *Model) ForwardTasks(in models.Input, taskIDs []int32) (*nn.Tensor, erro
 	if a := m.activePrompt(); a != nil {
 		return m.promptForward(a, in, taskIDs)
 	}
-	if taskIDs != nil {
+	if taskIDs != nil && !m.disabled {
 		return nil, errors.New("peft: task ids are only used by multitask prompt tuning adapters")
 	}
 	switch b := m.root.(type) {
