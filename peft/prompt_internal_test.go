@@ -268,3 +268,73 @@ func TestPrefixPastKV(t *testing.T) {
 		t.Errorf("prefix output shape %v, want [2 3 64]", got)
 	}
 }
+
+// manualLoss is the causal-LM loss computed by hand in float64 from logits
+// [batch, n, vocab] whose first virtual positions carry no label.
+func manualLoss(logits []float32, batch, n, vocab, virtual int, labels []int32, seq int) float64 {
+	var sum float64
+	count := 0
+	for b := range batch {
+		for i := range n - 1 {
+			pos := i + 1 - virtual
+			if pos < 0 || labels[b*seq+pos] == IgnoreIndex {
+				continue
+			}
+			row := logits[(b*n+i)*vocab : (b*n+i+1)*vocab]
+			mx := math.Inf(-1)
+			for _, v := range row {
+				mx = math.Max(mx, float64(v))
+			}
+			var z float64
+			for _, v := range row {
+				z += math.Exp(float64(v) - mx)
+			}
+			sum += -(float64(row[labels[b*seq+pos]]) - mx - math.Log(z))
+			count++
+		}
+	}
+	return sum / float64(count)
+}
+
+func TestCausalLMLoss(t *testing.T) {
+	registerPrompt(t, ptMethod{})
+	dir := goldenCaseDir(t, "prompt_tuning_llama")
+	base, err := fixtures.Load(nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []int32{3, 9, 27, 1, 5, 60, 2, 8}
+	labels := []int32{3, 9, IgnoreIndex, 1, 5, 60, 2, IgnoreIndex}
+	in := models.Input{IDs: ids, Shape: []int{2, 4}}
+	for _, withPrompt := range []bool{false, true} {
+		var m *Model
+		if withPrompt {
+			m, err = Load(base, filepath.Join(dir, "adapter"))
+		} else {
+			m = &Model{root: base, adapters: map[string]*adapterState{}}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss, err := m.CausalLMLoss(in, labels, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits, err := m.Forward(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, vocab := logits.Dim(1), logits.Dim(2)
+		want := manualLoss(logits.Data(), 2, n, vocab, n-4, labels, 4)
+		if d := math.Abs(float64(loss.Item()) - want); d > 1e-5*math.Max(1, want) {
+			t.Errorf("prompt %v: loss %g, by hand %g", withPrompt, loss.Item(), want)
+		}
+	}
+	m := &Model{root: base, adapters: map[string]*adapterState{}}
+	if _, err := m.CausalLMLoss(in, labels[:3], nil); err == nil {
+		t.Error("labels of the wrong length accepted")
+	}
+	if _, err := m.CausalLMLoss(in, []int32{0, 0, 0, 0, 0, 0, 0, 999}, nil); err == nil {
+		t.Error("a label outside the vocabulary accepted")
+	}
+}

@@ -1,0 +1,63 @@
+package peft
+
+import (
+	"fmt"
+
+	"github.com/gopeft/gopeft/models"
+	"github.com/gopeft/gopeft/nn"
+)
+
+// IgnoreIndex is the label that the causal-LM loss leaves out (PyTorch's
+// and HuggingFace's -100).
+const IgnoreIndex = -100
+
+// CausalLMLoss runs the model on token ids and returns the causal language
+// modelling loss against labels (HuggingFace's, as PEFT's
+// PeftModelForCausalLM computes it): the mean cross-entropy of the logits at
+// positions 0..n-2 against the labels at positions 1..n-1, labels equal to
+// IgnoreIndex left out. labels has in's shape [batch, seq]; with a
+// prompt-learning adapter that prepends T virtual tokens their labels are
+// IgnoreIndex, as in PEFT. taskIDs is for multitask prompt tuning (nil
+// otherwise).
+func (m *Model) CausalLMLoss(in models.Input, labels []int32, taskIDs []int32) (*nn.Tensor, error) {
+	if in.IDs == nil || len(in.Shape) != 2 {
+		return nil, fmt.Errorf("peft: CausalLMLoss takes token ids of shape [batch, seq], got shape %v", in.Shape)
+	}
+	batch, seq := in.Shape[0], in.Shape[1]
+	if len(labels) != batch*seq {
+		return nil, fmt.Errorf("peft: CausalLMLoss: %d labels for input shape %v", len(labels), in.Shape)
+	}
+	logits, err := m.ForwardTasks(in, taskIDs)
+	if err != nil {
+		return nil, err
+	}
+	if logits.Rank() != 3 || logits.Dim(0) != batch {
+		return nil, fmt.Errorf("peft: CausalLMLoss: the model returned shape %v, want [%d, positions, vocab]", logits.Shape(), batch)
+	}
+	n, vocab := logits.Dim(1), logits.Dim(2)
+	virtual := n - seq
+	if virtual < 0 {
+		return nil, fmt.Errorf("peft: CausalLMLoss: %d output positions for %d input positions", n, seq)
+	}
+	if n < 2 {
+		return nil, fmt.Errorf("peft: CausalLMLoss needs at least two positions, got %d", n)
+	}
+	// targets[b, i] is the label of position i+1 (virtual tokens: ignored).
+	targets := make([]int32, batch*(n-1))
+	for b := range batch {
+		for i := range n - 1 {
+			pos := i + 1 - virtual
+			t := int32(IgnoreIndex)
+			if pos >= 0 {
+				t = labels[b*seq+pos]
+			}
+			targets[b*(n-1)+i] = t
+		}
+	}
+	shifted := nn.Slice(logits, 1, 0, n-1).Reshape(batch*(n-1), vocab)
+	loss, err := nn.CrossEntropyChecked(shifted, targets, IgnoreIndex)
+	if err != nil {
+		return nil, fmt.Errorf("peft: CausalLMLoss: %w", err)
+	}
+	return loss, nil
+}
