@@ -7,12 +7,13 @@ import (
 	_ "github.com/gopeft/gopeft/kernels/all"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/lora"
 )
 
 // BenchmarkMerge merges and unmerges one IA3 adapter of a 4096x4096 Linear
 // (output scaling, with bias; and feed-forward input scaling) on every
-// compiled backend: one in-place elementwise kernel each way. Compare with
-// BenchmarkLoRA/merge in tuners/lora (rank 16, same shape).
+// compiled backend: one in-place elementwise kernel each way. The same run
+// times LoRA's merge and unmerge (rank 16, same shape) as the reference.
 func BenchmarkMerge(b *testing.B) {
 	const in, out = 4096, 4096
 	for _, name := range kernels.Names() {
@@ -21,6 +22,23 @@ func BenchmarkMerge(b *testing.B) {
 			b.Logf("backend %s: %v", name, err)
 			continue
 		}
+		ref := &nn.Linear{Weight: nn.Uniform(be, nn.NewRNG(1), -0.02, 0.02, out, in), Bias: nn.Zeros(be, out)}
+		lcfg := lora.NewConfig()
+		lcfg.R, lcfg.Alpha, lcfg.InitLoRAWeights = 16, 32, lora.InitRandom
+		ll, err := lora.Method{}.Wrap(tuners.Target{Path: "proj", Module: ref, Config: lcfg, Adapter: "default"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("lora/4096x4096r16/"+name, func(b *testing.B) {
+			for b.Loop() {
+				if err := ll.Merge(nil, false); err != nil {
+					b.Fatal(err)
+				}
+				if err := ll.Unmerge(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		for _, ff := range []bool{false, true} {
 			base := &nn.Linear{Weight: nn.Uniform(be, nn.NewRNG(1), -0.02, 0.02, out, in), Bias: nn.Zeros(be, out)}
 			cfg := NewConfig()

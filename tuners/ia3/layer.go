@@ -178,7 +178,7 @@ func (l *Layer) weightAxis() int {
 	return 0
 }
 
-// scaleAxis applies op (Mul or Div) in place to every slice of t along
+// scaleAxis applies op (Mul) in place to every slice of t along
 // axis with the matching element of v (length t.Dim(axis)): one
 // elementwise kernel, no temporary.
 func scaleAxis(t *nn.Tensor, axis int, v *nn.Tensor, op kernels.BinaryOp) {
@@ -253,10 +253,13 @@ func (l *Layer) Merge(names []string, safe bool) error {
 func (l *Layer) Unmerge() error {
 	for len(l.merged) > 0 {
 		name := l.merged[len(l.merged)-1]
-		d := nn.AddScalar(l.vecs[name].Detach(), unmergeEps)
-		scaleAxis(l.weight, l.weightAxis(), d, kernels.Div)
+		// Multiplying by the reciprocal (computed once per vector) is much
+		// cheaper than a division per weight; it differs from PEFT's
+		// division by at most a rounding step.
+		d := nn.Recip(nn.AddScalar(l.vecs[name].Detach(), unmergeEps))
+		scaleAxis(l.weight, l.weightAxis(), d, kernels.Mul)
 		if !l.feedforward && l.bias != nil {
-			scaleAxis(l.bias, 0, d, kernels.Div)
+			scaleAxis(l.bias, 0, d, kernels.Mul)
 		}
 		l.merged = l.merged[:len(l.merged)-1]
 	}
