@@ -686,3 +686,41 @@ func TestSaveEmbeddingLayers(t *testing.T) {
 		t.Error("the embedding was saved without SaveEmbeddingLayers")
 	}
 }
+
+// TestConcurrentForward runs inference from several goroutines at once on a
+// model with a LoRA adapter and a modules_to_save copy (run with -race).
+func TestConcurrentForward(t *testing.T) {
+	base := tinyMLP(t, 1)
+	cfg := loraConfig("0")
+	cfg.ModulesToSave = []string{"2"}
+	m, err := peft.New(base, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, "default", 11)
+	nn.SetTraining(base, false)
+	x := tinyInput()
+	want := base.Forward(x).Data()
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 20 {
+				out, err := m.Forward(models.Input{X: x, Shape: x.Shape()})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !slices.Equal(out.Data(), want) {
+					errs <- errors.New("concurrent forward gave another result")
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
