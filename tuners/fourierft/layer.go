@@ -171,6 +171,18 @@ func (l *Layer) delta(a *adapter) *nn.Tensor {
 	return nn.MatMulT(lw, right, false, true)
 }
 
+// addDelta adds sign * delta to the base weight in place with one GEMM of
+// inner size 2n (see adapters.MergeProduct); false means safe found
+// NaN/Inf and left the weight alone.
+func (l *Layer) addDelta(a *adapter, sign float32, safe bool) bool {
+	left, right := l.factors(a)
+	lw := nn.Mul(left, l.weights(a, a.spectrum.Detach()))
+	if l.conv1D {
+		return adapters.MergeProduct(l.weight, right, lw, false, true, sign, safe)
+	}
+	return adapters.MergeProduct(l.weight, lw, right, false, true, sign, safe)
+}
+
 // DeltaWeight returns adapter name's weight update Re(ifft2(S)) * scaling
 // in the layout of the base weight.
 func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
@@ -188,11 +200,9 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 func (l *Layer) Merge(names []string, safe bool) error {
 	for _, name := range l.ToMerge(names) {
 		a, _ := l.Get(name)
-		w := nn.Add(l.weight.Detach(), l.delta(a))
-		if safe && w.Backend().CountNonFinite(w.Buffer()) > 0 {
+		if !l.addDelta(a, 1, safe) {
 			return fmt.Errorf("fourierft: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
 		}
-		l.weight.CopyFrom(w)
 		l.MarkMerged(name)
 	}
 	return nil
@@ -203,7 +213,7 @@ func (l *Layer) Merge(names []string, safe bool) error {
 func (l *Layer) Unmerge() error {
 	for l.AnyMerged() {
 		_, a := l.PopMerged()
-		l.weight.CopyFrom(nn.Sub(l.weight.Detach(), l.delta(a)))
+		l.addDelta(a, -1, false)
 	}
 	return nil
 }

@@ -173,18 +173,37 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 	return l.delta(a), nil
 }
 
+// selector returns the constant E [r, in] with E[k, i] = 1 where
+// i mod r == k, so that the update of a non-bat adapter is M^T E: merging
+// is then one GEMM of inner size r, like LoRA's.
+func (l *Layer) selector(a *adapter) *nn.Tensor {
+	e := make([]float32, a.r*l.in)
+	for i := range l.in {
+		e[(i%a.r)*l.in+i] = 1
+	}
+	return nn.New(l.base.Weight.Backend(), e, a.r, l.in)
+}
+
 // Merge folds adapters (nil: the active ones) into the base weight in
 // place; adapters already merged are skipped. With safe, the merged weight
 // is computed aside and checked for NaN/Inf first, and nothing changes on
 // failure. Not safe for concurrent use.
 func (l *Layer) Merge(names []string, safe bool) error {
 	for _, name := range l.ToMerge(names) {
-		d, _ := l.DeltaWeight(name)
-		merged := nn.Add(l.base.Weight.Detach(), d)
-		if safe && merged.Backend().CountNonFinite(merged.Buffer()) > 0 {
+		a, _ := l.Get(name)
+		ok := true
+		if a.mode == InitBat {
+			merged := nn.Add(l.base.Weight.Detach(), l.batDelta(a, l.base.Weight.Detach(), a.block.Detach()))
+			if ok = !safe || merged.Backend().CountNonFinite(merged.Buffer()) == 0; ok {
+				l.base.Weight.CopyFrom(merged)
+			}
+		} else {
+			m := l.fullBlock(a, a.block.Detach())
+			ok = adapters.MergeProduct(l.base.Weight, m, l.selector(a), true, false, 1, safe)
+		}
+		if !ok {
 			return fmt.Errorf("miss: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
 		}
-		l.base.Weight.CopyFrom(merged)
 		l.MarkMerged(name)
 	}
 	return nil
@@ -199,18 +218,17 @@ func (l *Layer) Unmerge() error {
 		merged := l.Merged()
 		name := merged[len(merged)-1]
 		a, _ := l.Get(name)
-		w := l.base.Weight.Detach()
 		if a.mode == InitBat {
 			inv, err := invertIPlus(a)
 			if err != nil {
 				return fmt.Errorf("miss: adapter %q: %w", name, err)
 			}
 			r := a.r
-			w4 := nn.Permute(w.Reshape(l.out/r, r, l.in/r, r), 2, 0, 1, 3)
+			w4 := nn.Permute(l.base.Weight.Detach().Reshape(l.out/r, r, l.in/r, r), 2, 0, 1, 3)
 			res := nn.MatMul(nn.Sub(w4, a.block.Detach()), inv)
 			l.base.Weight.CopyFrom(nn.Permute(res, 1, 2, 0, 3).Reshape(l.out, l.in))
 		} else {
-			l.base.Weight.CopyFrom(nn.Sub(w, l.delta(a)))
+			adapters.AddProduct(l.base.Weight, l.fullBlock(a, a.block.Detach()), l.selector(a), true, false, -1)
 		}
 		l.PopMerged()
 	}

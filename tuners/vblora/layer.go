@@ -3,7 +3,6 @@ package vblora
 import (
 	"fmt"
 	"slices"
-	"sort"
 
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
@@ -92,14 +91,26 @@ func topK(logits *nn.Tensor, k int) (flat, bankRows []int32) {
 	data := logits.Data()
 	rows := len(data) / nv
 	flat, bankRows = make([]int32, 0, rows*k), make([]int32, 0, rows*k)
-	idx := make([]int, nv)
+	best := make([]int, 0, k)
 	for r := range rows {
 		row := data[r*nv : (r+1)*nv]
-		for i := range idx {
-			idx[i] = i
+		// Insertion into a sorted list of at most k: O(nv k), and a tie
+		// keeps the lower index first because it was seen first.
+		best = best[:0]
+		for i, v := range row {
+			if len(best) == k && !(v > row[best[k-1]]) {
+				continue
+			}
+			if len(best) < k {
+				best = append(best, i)
+			} else {
+				best[k-1] = i
+			}
+			for j := len(best) - 1; j > 0 && row[best[j]] > row[best[j-1]]; j-- {
+				best[j], best[j-1] = best[j-1], best[j]
+			}
 		}
-		sort.SliceStable(idx, func(i, j int) bool { return row[idx[i]] > row[idx[j]] })
-		for _, i := range idx[:k] {
+		for _, i := range best {
 			flat = append(flat, int32(r*nv+i))
 			bankRows = append(bankRows, int32(i))
 		}
@@ -151,6 +162,17 @@ func (l *Layer) delta(a *adapter) *nn.Tensor {
 	return nn.MatMul(B, A)
 }
 
+// addDelta adds sign * B A to the base weight in place with one GEMM (see
+// adapters.MergeProduct); false means safe found NaN/Inf and left the
+// weight alone.
+func (l *Layer) addDelta(a *adapter, sign float32, safe bool) bool {
+	A, B := l.factors(a, a.logitsA.Detach(), a.logitsB.Detach(), a.bank.T.Detach())
+	if l.conv1D {
+		return adapters.MergeProduct(l.weight, A, B, true, true, sign, safe)
+	}
+	return adapters.MergeProduct(l.weight, B, A, false, false, sign, safe)
+}
+
 // DeltaWeight returns adapter name's weight update B A in the layout of
 // the base weight.
 func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
@@ -168,11 +190,9 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 func (l *Layer) Merge(names []string, safe bool) error {
 	for _, name := range l.ToMerge(names) {
 		a, _ := l.Get(name)
-		w := nn.Add(l.weight.Detach(), l.delta(a))
-		if safe && w.Backend().CountNonFinite(w.Buffer()) > 0 {
+		if !l.addDelta(a, 1, safe) {
 			return fmt.Errorf("vblora: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
 		}
-		l.weight.CopyFrom(w)
 		l.MarkMerged(name)
 	}
 	return nil
@@ -183,7 +203,7 @@ func (l *Layer) Merge(names []string, safe bool) error {
 func (l *Layer) Unmerge() error {
 	for l.AnyMerged() {
 		_, a := l.PopMerged()
-		l.weight.CopyFrom(nn.Sub(l.weight.Detach(), l.delta(a)))
+		l.addDelta(a, -1, false)
 	}
 	return nil
 }

@@ -132,6 +132,19 @@ func (l *Layer) delta(a *adapter) *nn.Tensor {
 	return nn.MatMul(bs, as)
 }
 
+// addDelta adds sign * (lambda_b B)(lambda_d A) to the base weight in place
+// with one GEMM (see adapters.MergeProduct); false means safe found
+// NaN/Inf and left the weight alone.
+func (l *Layer) addDelta(a *adapter, sign float32, safe bool) bool {
+	A, B := l.slices(a)
+	bs := nn.Mul(B, a.lambdaB.Detach().Reshape(l.out, 1))
+	as := nn.Mul(A, a.lambdaD.Detach().Reshape(a.r, 1))
+	if l.conv1D {
+		return adapters.MergeProduct(l.weight, as, bs, true, true, sign, safe)
+	}
+	return adapters.MergeProduct(l.weight, bs, as, false, false, sign, safe)
+}
+
 // DeltaWeight returns adapter name's weight update in the layout of the
 // base weight.
 func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
@@ -149,11 +162,9 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 func (l *Layer) Merge(names []string, safe bool) error {
 	for _, name := range l.ToMerge(names) {
 		a, _ := l.Get(name)
-		w := nn.Add(l.weight.Detach(), l.delta(a))
-		if safe && w.Backend().CountNonFinite(w.Buffer()) > 0 {
+		if !l.addDelta(a, 1, safe) {
 			return fmt.Errorf("vera: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
 		}
-		l.weight.CopyFrom(w)
 		l.MarkMerged(name)
 	}
 	return nil
@@ -164,7 +175,7 @@ func (l *Layer) Merge(names []string, safe bool) error {
 func (l *Layer) Unmerge() error {
 	for l.AnyMerged() {
 		_, a := l.PopMerged()
-		l.weight.CopyFrom(nn.Sub(l.weight.Detach(), l.delta(a)))
+		l.addDelta(a, -1, false)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/gopeft/gopeft/kernels"
 	"github.com/gopeft/gopeft/nn"
 )
 
@@ -182,4 +183,37 @@ func (d *ParamDict) Params() []nn.Param { return d.Entries }
 // SetChild fails: there are no children.
 func (d *ParamDict) SetChild(name string, _ nn.Module) error {
 	return fmt.Errorf("adapter tensors have no child %q", name)
+}
+
+// AddProduct adds alpha * op(a) op(b) to the 2-D tensor w in place, with
+// one GEMM whose beta is 1: no temporary the size of w. op transposes when
+// the flag is set; a and b are 2-D and must live on w's backend. It records
+// no gradient (merging).
+func AddProduct(w, a, b *nn.Tensor, transA, transB bool, alpha float32) {
+	m, n := w.Dim(0), w.Dim(1)
+	k := a.Dim(1)
+	if transA {
+		k = a.Dim(0)
+	}
+	w.Backend().Gemm(&kernels.GemmArgs{
+		TransA: transA, TransB: transB, M: m, N: n, K: k, Alpha: alpha, Beta: 1,
+		A: a.Buffer(), LdA: a.Dim(1), B: b.Buffer(), LdB: b.Dim(1), C: w.Buffer(), LdC: n, Batch: 1,
+	})
+}
+
+// MergeProduct merges alpha * op(a) op(b) into the weight w in place (see
+// AddProduct). With safe it first computes the result in a copy and
+// returns false, leaving w untouched, if it holds NaN or Inf.
+func MergeProduct(w, a, b *nn.Tensor, transA, transB bool, alpha float32, safe bool) bool {
+	if !safe {
+		AddProduct(w, a, b, transA, transB, alpha)
+		return true
+	}
+	c := w.Detach().Clone()
+	AddProduct(c, a, b, transA, transB, alpha)
+	if c.Backend().CountNonFinite(c.Buffer()) > 0 {
+		return false
+	}
+	w.CopyFrom(c)
+	return true
 }
