@@ -231,6 +231,9 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 	if cfg == nil {
 		return errors.New("peft: nil config")
 	}
+	if cfg.Base().PeftType == "" {
+		return fmt.Errorf("peft: the %T config has no peft_type: start from the method's NewConfig (lora.NewConfig(), ...), which sets it and PEFT's defaults", cfg)
+	}
 	typ := strings.ToUpper(cfg.Base().PeftType)
 	method, isMethod := Method(typ)
 	pm, isPrompt := promptMethods[typ]
