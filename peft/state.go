@@ -289,8 +289,16 @@ func (m *Model) loadWeights(adapter, dir string) error {
 		return fmt.Errorf("peft: %w", err)
 	}
 	defer f.Close()
+	var src weightSource = f
+	if st := m.adapters[adapter]; st != nil {
+		if ff, ok := st.cfg.(tuners.FileFormat); ok {
+			if src, err = decodedSource(path, ff); err != nil {
+				return fmt.Errorf("peft: %s: adapter %q: %w", path, adapter, err)
+			}
+		}
+	}
 	var unexpected, missing, mismatched []string
-	names := f.Names()
+	names := src.Names()
 	// Full embedding matrices (saved by PEFT when the vocabulary was
 	// resized) load into the base model's embedding layers.
 	var embeddings map[string]*nn.Tensor
@@ -309,7 +317,7 @@ func (m *Model) loadWeights(adapter, dir string) error {
 		}
 	}
 	for _, name := range names {
-		info, _ := f.Info(name)
+		info, _ := src.Info(name)
 		var shape []int
 		if t, ok := want[name]; ok {
 			shape = t.Shape()
@@ -353,12 +361,12 @@ func (m *Model) loadWeights(adapter, dir string) error {
 	integers := make(map[string][]int64, len(ints))
 	for _, name := range names {
 		if _, ok := want[name]; ok {
-			if floats[name], err = f.Float32(name); err != nil {
+			if floats[name], err = src.Float32(name); err != nil {
 				return fmt.Errorf("peft: adapter %q: %w", adapter, err)
 			}
 			continue
 		}
-		if integers[name], err = f.Int64(name); err != nil {
+		if integers[name], err = src.Int64(name); err != nil {
 			return fmt.Errorf("peft: adapter %q: %w", adapter, err)
 		}
 	}
@@ -486,6 +494,11 @@ func (m *Model) Save(dir string, opts ...SaveOption) error {
 				return fmt.Errorf("peft: adapter %q: %q is both a float and an integer tensor", name, k)
 			}
 			tensors[k] = safetensors.Tensor{Shape: slices.Clone(t.Shape), I64: slices.Clone(t.Data)}
+		}
+		if ff, ok := a.cfg.(tuners.FileFormat); ok {
+			if tensors, err = ff.EncodeFile(tensors); err != nil {
+				return fmt.Errorf("peft: adapter %q: %w", name, err)
+			}
 		}
 		if err := os.MkdirAll(out, 0o755); err != nil {
 			return fmt.Errorf("peft: %w", err)
