@@ -10,12 +10,15 @@ import (
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/safetensors"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/prompttuning"
 )
 
 // promptMethods maps each prompt-learning peft_type gopeft implements to its
 // method (a tuners.PromptMethod), beside the injected methods of the
 // registry: adding one is one import and one line here.
-var promptMethods = map[string]tuners.PromptMethod{}
+var promptMethods = map[string]tuners.PromptMethod{
+	prompttuning.PeftType: prompttuning.Method{},
+}
 
 // PromptModel is a base model that prompt-learning adapters can drive, such
 // as models/llama's Model: it embeds token ids and runs from embeddings,
