@@ -31,9 +31,10 @@ type Config struct {
 	// TopK is topk, the number of bank vectors mixed per sub-vector
 	// (default 2).
 	TopK int `json:"topk"`
-	// SaveOnlyTopKWeights is save_only_topk_weights: PEFT then saves the
-	// top-k indices and weights instead of the logits (inference only).
-	// gopeft does not support that file format yet.
+	// SaveOnlyTopKWeights is save_only_topk_weights: the adapter file then
+	// holds, per logits tensor, the top-k indices and the first k-1
+	// softmax weights instead of the logits (see EncodeFile); loaded
+	// logits are -inf outside the top k, which suits inference only.
 	SaveOnlyTopKWeights bool `json:"save_only_topk_weights"`
 	// Dropout is vblora_dropout, applied to the adapter's input in training
 	// mode (default 0).
@@ -83,9 +84,6 @@ func (c *Config) Validate() error {
 	}
 	if c.TopK > c.NumVectors {
 		return fmt.Errorf("vblora: topk (%d) must not exceed num_vectors (%d)", c.TopK, c.NumVectors)
-	}
-	if c.SaveOnlyTopKWeights {
-		return fmt.Errorf("vblora: save_only_topk_weights=true is not supported yet (its files hold top-k indices and weights instead of logits)")
 	}
 	if !(c.Dropout >= 0 && c.Dropout <= 1) {
 		return fmt.Errorf("vblora: vblora_dropout must be in [0, 1], got %v", c.Dropout)

@@ -7,11 +7,14 @@
 // trained with the logits; its gradient is the sum over its uses.
 //
 // Merging folds B A into the base weight in place. The saved tensors are
-// "vblora_logits_A", "vblora_logits_B" per layer and the bank.
+// "vblora_logits_A", "vblora_logits_B" per layer and the bank; with
+// save_only_topk_weights the file holds "<logits>_topk_indices" and
+// "<logits>_topk_weights" instead (Config's tuners.FileFormat), and the
+// reloaded logits are -inf outside the saved top k (inference only).
 //
 // Where gopeft differs from PEFT: the initial bank and logits come from
 // gopeft's Philox stream, not torch's global generator; disabling the
 // adapters of a merged layer keeps the weights merged (PEFT unmerges them);
-// save_only_topk_weights files (top-k indices and weights instead of
-// logits) are not supported yet and are refused by Validate.
+// save_only_topk_weights files store the indices as int32 where PEFT picks
+// the smallest integer dtype (uint8 below 256 vectors); both load alike.
 package vblora

@@ -91,26 +91,8 @@ func topK(logits *nn.Tensor, k int) (flat, bankRows []int32) {
 	data := logits.Data()
 	rows := len(data) / nv
 	flat, bankRows = make([]int32, 0, rows*k), make([]int32, 0, rows*k)
-	best := make([]int, 0, k)
 	for r := range rows {
-		row := data[r*nv : (r+1)*nv]
-		// Insertion into a sorted list of at most k: O(nv k), and a tie
-		// keeps the lower index first because it was seen first.
-		best = best[:0]
-		for i, v := range row {
-			if len(best) == k && !(v > row[best[k-1]]) {
-				continue
-			}
-			if len(best) < k {
-				best = append(best, i)
-			} else {
-				best[k-1] = i
-			}
-			for j := len(best) - 1; j > 0 && row[best[j]] > row[best[j-1]]; j-- {
-				best[j], best[j-1] = best[j-1], best[j]
-			}
-		}
-		for _, i := range best {
+		for _, i := range topRow(data[r*nv:(r+1)*nv], k) {
 			flat = append(flat, int32(r*nv+i))
 			bankRows = append(bankRows, int32(i))
 		}

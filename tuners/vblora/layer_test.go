@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/safetensors"
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/internal/layertest"
 )
@@ -191,10 +192,40 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, js := range []string{`{"r": 0}`, `{"topk": 0}`, `{"topk": 300}`, `{"vector_length": 0}`,
-		`{"save_only_topk_weights": true}`, `{"vblora_dropout": -1}`, `{"init_logits_std": -1}`, `{"bias": "x"}`} {
+		`{"vblora_dropout": -1}`, `{"init_logits_std": -1}`, `{"bias": "x"}`} {
 		c := NewConfig()
 		if err := tuners.UnmarshalConfig([]byte(js), c); err == nil && c.Validate() == nil {
 			t.Errorf("%s: no error", js)
 		}
+	}
+}
+
+func TestDecodeFileErrors(t *testing.T) {
+	cfg := NewConfig()
+	cfg.NumVectors, cfg.TopK, cfg.SaveOnlyTopKWeights = 4, 2, true
+	idx := safetensors.Tensor{Shape: []int{1, 1, 2}, I64: []int64{0, 3}}
+	w := safetensors.Tensor{Shape: []int{1, 1, 1}, F32: []float32{0.7}}
+	bad := safetensors.Tensor{Shape: []int{1, 1, 2}, I64: []int64{0, 4}}
+	tests := []struct {
+		name  string
+		files map[string]safetensors.Tensor
+	}{
+		{"weights without indices", map[string]safetensors.Tensor{"k_topk_weights": w}},
+		{"indices without weights", map[string]safetensors.Tensor{"k_topk_indices": idx}},
+		{"index out of range", map[string]safetensors.Tensor{"k_topk_indices": bad, "k_topk_weights": w}},
+		{"shape mismatch", map[string]safetensors.Tensor{"k_topk_indices": idx, "k_topk_weights": idx}},
+	}
+	for _, tt := range tests {
+		if _, err := cfg.DecodeFile(tt.files); err == nil {
+			t.Errorf("%s: no error", tt.name)
+		}
+	}
+	got, err := cfg.DecodeFile(map[string]safetensors.Tensor{"k_topk_indices": idx, "k_topk_weights": w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := got["k"].F32
+	if len(l) != 4 || math.Abs(float64(l[0])-math.Log(0.7)) > 1e-6 || math.Abs(float64(l[3])-math.Log(0.3)) > 1e-6 || !math.IsInf(float64(l[1]), -1) {
+		t.Fatalf("decoded logits %v", l)
 	}
 }
