@@ -22,7 +22,9 @@ type geoCase struct {
 
 var geoCases = []geoCase{
 	{name: "linear", input: []int{2, 3, 6},
-		base: func(r *rand.Rand) nn.Module { return &nn.Linear{Weight: lt.Rand(r, 0.4, 5, 6), Bias: lt.Rand(r, 0.1, 5)} }},
+		base: func(r *rand.Rand) nn.Module {
+			return &nn.Linear{Weight: lt.Rand(r, 0.4, 5, 6), Bias: lt.Rand(r, 0.1, 5)}
+		}},
 	{name: "conv1d_k3", input: []int{2, 3, 7}, conv: lt.Conv{Kernel: []int{3}, Opts: nn.ConvOptions{Padding: [2]int{1, 0}}},
 		base: func(r *rand.Rand) nn.Module {
 			return &nn.Conv1d{Weight: lt.Rand(r, 0.3, 4, 3, 3), Bias: lt.Rand(r, 0.1, 4), Opts: nn.ConvOptions{Padding: [2]int{1, 0}}}
@@ -34,7 +36,9 @@ var geoCases = []geoCase{
 			return &nn.Conv2d{Weight: lt.Rand(r, 0.3, 4, 3, 3, 2), Bias: lt.Rand(r, 0.1, 4), Opts: nn.ConvOptions{Padding: [2]int{1, 1}, Stride: [2]int{2, 1}}}
 		}},
 	{name: "conv2d_1x1", input: []int{2, 3, 4, 4}, conv: lt.Conv{Kernel: []int{1, 1}},
-		base: func(r *rand.Rand) nn.Module { return &nn.Conv2d{Weight: lt.Rand(r, 0.3, 4, 3, 1, 1), Bias: lt.Rand(r, 0.1, 4)} }},
+		base: func(r *rand.Rand) nn.Module {
+			return &nn.Conv2d{Weight: lt.Rand(r, 0.3, 4, 3, 1, 1), Bias: lt.Rand(r, 0.1, 4)}
+		}},
 	{name: "conv2d_groups", input: []int{1, 4, 5, 5}, conv: lt.Conv{Kernel: []int{3, 3}, Opts: nn.ConvOptions{Padding: [2]int{1, 1}, Groups: 2}},
 		base: func(r *rand.Rand) nn.Module {
 			return &nn.Conv2d{Weight: lt.Rand(r, 0.3, 6, 2, 3, 3), Opts: nn.ConvOptions{Padding: [2]int{1, 1}, Groups: 2}}

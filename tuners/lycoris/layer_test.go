@@ -48,8 +48,10 @@ type baseCase struct {
 
 var baseCases = []baseCase{
 	{
-		name:  "linear",
-		base:  func(r *rand.Rand) nn.Module { return &nn.Linear{Weight: lt.Rand(r, 0.4, 5, 6), Bias: lt.Rand(r, 0.1, 5)} },
+		name: "linear",
+		base: func(r *rand.Rand) nn.Module {
+			return &nn.Linear{Weight: lt.Rand(r, 0.4, 5, 6), Bias: lt.Rand(r, 0.1, 5)}
+		},
 		input: []int{2, 3, 6},
 	},
 	{
