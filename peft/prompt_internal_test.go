@@ -92,8 +92,15 @@ func (e *ptEncoder) LoadSaved(ts map[string]*nn.Tensor) error {
 func (e *ptEncoder) SetTrainable(on bool) { e.emb.Weight.SetRequiresGrad(on) }
 
 func registerPrompt(t *testing.T, m ptMethod) {
+	prev, had := promptMethods[m.Type()]
 	promptMethods[m.Type()] = m
-	t.Cleanup(func() { delete(promptMethods, m.Type()) })
+	t.Cleanup(func() {
+		if had {
+			promptMethods[m.Type()] = prev
+		} else {
+			delete(promptMethods, m.Type())
+		}
+	})
 }
 
 func goldenCaseDir(t *testing.T, name string) string {
