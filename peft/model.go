@@ -162,6 +162,18 @@ func (m *Model) ForwardTasks(in models.Input, taskIDs []int32) (*nn.Tensor, erro
 	return nil, fmt.Errorf("peft: the base model (%T) has no Forward; call its own forward function", m.root)
 }
 
+// SetTraining switches the base model, its adapter layers and any prompt
+// encoders between training mode (dropout active) and evaluation mode
+// (nn.SetTraining on each). Not safe for concurrent use.
+func (m *Model) SetTraining(on bool) {
+	nn.SetTraining(m.root, on)
+	for _, name := range m.order {
+		if a := m.adapters[name]; a.encoder != nil {
+			nn.SetTraining(a.encoder, on)
+		}
+	}
+}
+
 // Adapters returns the adapter names in the order they were added.
 func (m *Model) Adapters() []string { return slices.Clone(m.order) }
 

@@ -345,3 +345,24 @@ func TestCausalLMLoss(t *testing.T) {
 		t.Error("a label outside the vocabulary accepted")
 	}
 }
+
+// trainFlag records SetTraining calls.
+type trainFlag struct {
+	ptEncoder
+	training bool
+}
+
+func (f *trainFlag) SetTraining(on bool) { f.training = on }
+
+func TestSetTrainingReachesPromptEncoders(t *testing.T) {
+	enc := &trainFlag{ptEncoder: ptEncoder{emb: &nn.Embedding{Weight: nn.Zeros(nil, 1, 1)}}}
+	m := &Model{root: nn.NewSequential(), adapters: map[string]*adapterState{"p": {encoder: enc}}, order: []string{"p"}}
+	m.SetTraining(true)
+	if !enc.training {
+		t.Error("SetTraining(true) did not reach the prompt encoder")
+	}
+	m.SetTraining(false)
+	if enc.training {
+		t.Error("SetTraining(false) did not reach the prompt encoder")
+	}
+}
