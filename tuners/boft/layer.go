@@ -96,9 +96,11 @@ func (a *adapter) Rotation(m orth.Mode) orth.Rotation {
 	return rot
 }
 
-// InverseRotation returns the exact inverse of the evaluation rotation.
+// InverseRotation returns the inverse of the evaluation rotation: the
+// transposed blocks (Cayley blocks are orthogonal) and 1/boft_s, as PEFT
+// unmerges.
 func (a *adapter) InverseRotation() orth.Rotation {
-	return orth.InverseBlocks(a.Rotation(orth.Mode{Detach: true}).(*orth.Blocks))
+	return orth.TransposeBlocks(a.Rotation(orth.Mode{Detach: true}).(*orth.Blocks))
 }
 
 // Saved returns boft_R and boft_s.

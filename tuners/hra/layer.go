@@ -1,6 +1,7 @@
 package hra
 
 import (
+	"github.com/gopeft/gopeft/kernels"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/internal/orth"
@@ -30,6 +31,26 @@ func (h *householder) MulRight(x *nn.Tensor, transpose bool) *nn.Tensor {
 	useT := transpose != h.inverse // x·H needs T, x·Hᵀ needs Tᵀ
 	xu := nn.MatMul(x, h.u)
 	return nn.Sub(x, nn.MatMulT(nn.MatMulT(xu, h.t, false, !useT), h.u, false, true))
+}
+
+// MulRightInPlace overwrites w [rows, dim] with w·Hᵀ (w·H with transpose,
+// both flipped for the inverse) as merging does: w - ((w U) T') Uᵀ, the
+// last product accumulated into w by one GEMM (beta 1), so no temporary the
+// size of w is made.
+func (h *householder) MulRightInPlace(w *nn.Tensor, transpose bool, rowScale *nn.Tensor) bool {
+	if rowScale != nil {
+		return false
+	}
+	useT := transpose != h.inverse
+	u := h.u.Detach()
+	xt := nn.MatMulT(nn.MatMul(w.Detach(), u), h.t.Detach(), false, !useT) // [rows, r]
+	rows, dim, r := w.Dim(0), w.Dim(1), u.Dim(1)
+	w.Backend().Gemm(&kernels.GemmArgs{
+		TransB: true, M: rows, N: dim, K: r, Alpha: -1, Beta: 1,
+		A: xt.Buffer(), LdA: r, B: u.Buffer(), LdB: r,
+		C: w.Buffer(), LdC: dim, Batch: 1,
+	})
+	return true
 }
 
 // matrices returns U and T of the layer's H = H_1·…·H_r (PEFT's order of

@@ -112,10 +112,15 @@ func (a *adapter) Rotation(m orth.Mode) orth.Rotation {
 	return &orth.Blocks{Factors: []orth.Factor{{Blocks: a.blocksOf(m.Detach)}}}
 }
 
-// InverseRotation returns the exact inverse (block inverses: the Neumann
-// series is not exactly orthogonal).
+// InverseRotation returns the inverse used to unmerge: block inverses for
+// the Neumann series, which is not exactly orthogonal (PEFT inverts too),
+// transposed blocks for the exact Cayley transform.
 func (a *adapter) InverseRotation() orth.Rotation {
-	return orth.InverseBlocks(a.Rotation(orth.Mode{Detach: true}).(*orth.Blocks))
+	r := a.Rotation(orth.Mode{Detach: true}).(*orth.Blocks)
+	if a.neumann {
+		return orth.InverseBlocks(r)
+	}
+	return orth.TransposeBlocks(r)
 }
 
 // Saved returns oft_R.weight.

@@ -282,24 +282,28 @@ func (l *Layer) rotatedWeight(rots []Rotation, scale *nn.Tensor) *nn.Tensor {
 	return w
 }
 
-// apply returns the base weight transformed by one adapter's rotation as
-// merging does: E·M for an embedding table, diag(s) W Mᵀ otherwise.
-func (l *Layer) apply(r Rotation) *nn.Tensor {
-	w := l.weight.Detach().Reshape(l.out, l.dim)
-	if l.kind == KindEmbedding {
-		return r.MulRight(w, false)
+// transform overwrites w (the base weight as [out, dim], or a copy) with
+// its merge by one rotation: E·M for an embedding table, diag(s) W Mᵀ
+// otherwise. Rotations that can work in place do; others go through nn.
+func (l *Layer) transform(w *nn.Tensor, r Rotation) {
+	transpose := l.kind != KindEmbedding
+	s := r.Scale()
+	if !transpose {
+		s = nil
 	}
-	w = r.MulRight(w, true)
-	if s := r.Scale(); s != nil {
-		w = nn.Mul(w, s.Reshape(l.out, 1))
+	if ip, ok := r.(InPlacer); ok && ip.MulRightInPlace(w, transpose, s) {
+		return
 	}
-	return w
+	w.CopyFrom(r.MulRight(w.Detach(), transpose))
+	if s != nil {
+		w.CopyFrom(nn.Mul(w.Detach(), s.Detach().Reshape(l.out, 1)))
+	}
 }
 
 // Merge folds the named adapters (nil: the active ones) into the base
-// weight, in place. Adapters already merged are skipped. With safe set a
-// merged weight holding NaN or Inf is rejected (error naming the adapter)
-// and the weight is left as it was.
+// weight, in place. Adapters already merged are skipped. With safe set the
+// merge is computed in a copy, and a result holding NaN or Inf is rejected
+// (error naming the adapter) leaving the weight as it was.
 func (l *Layer) Merge(names []string, safe bool) error {
 	if names == nil {
 		names = l.Active()
@@ -309,11 +313,17 @@ func (l *Layer) Merge(names []string, safe bool) error {
 		if !ok || slices.Contains(l.merged, name) {
 			continue
 		}
-		w := l.apply(a.Rotation(Mode{Detach: true}))
-		if safe && w.Backend().CountNonFinite(w.Buffer()) > 0 {
-			return fmt.Errorf("%s: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", l.spec.Name, name)
+		r := a.Rotation(Mode{Detach: true})
+		if safe {
+			w := l.weight.Detach().Clone().Reshape(l.out, l.dim)
+			l.transform(w, r)
+			if w.Backend().CountNonFinite(w.Buffer()) > 0 {
+				return fmt.Errorf("%s: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", l.spec.Name, name)
+			}
+			l.weight.CopyFrom(w.Reshape(l.weight.Shape()...))
+		} else {
+			l.transform(l.weight.Detach().Reshape(l.out, l.dim), r)
 		}
-		l.weight.CopyFrom(w.Reshape(l.weight.Shape()...))
 		l.merged = append(l.merged, name)
 	}
 	return nil
@@ -324,8 +334,7 @@ func (l *Layer) Merge(names []string, safe bool) error {
 func (l *Layer) Unmerge() error {
 	for len(l.merged) > 0 {
 		name := l.merged[len(l.merged)-1]
-		w := l.apply(l.adapters[name].InverseRotation())
-		l.weight.CopyFrom(w.Reshape(l.weight.Shape()...))
+		l.transform(l.weight.Detach().Reshape(l.out, l.dim), l.adapters[name].InverseRotation())
 		l.merged = l.merged[:len(l.merged)-1]
 	}
 	return nil
