@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -178,23 +179,31 @@ func (m *Model) NumTrainableParameters() (trainable, all int) {
 	return trainable, all
 }
 
-// AfterBackward runs the step hooks of the adapter layers and method-level
-// state (tuners.StepHook: AdaLoRA's rank allocation, projections of some
+// AfterBackward runs the step hooks of the adapter layers, method-level
+// state and prompt encoders (tuners.StepHook: AdaLoRA's rank allocation, projections of some
 // methods). Call it after Backward and before the optimizer step when
 // training; step counts optimizer steps from 0.
 func (m *Model) AfterBackward(step int) error {
 	for _, w := range m.wrappers() {
-		if h, ok := w.layer.(tuners.StepHook); ok && w.layer != nil {
+		if h, ok := w.layer.(tuners.StepHook); ok {
 			if err := h.AfterBackward(step); err != nil {
-				return err
+				return fmt.Errorf("peft: %q: %w", w.Path, err)
 			}
 		}
 	}
 	for _, name := range m.order {
-		if a := m.adapters[name]; a.shared != nil {
-			if h, ok := a.shared.State.(tuners.StepHook); ok {
+		a := m.adapters[name]
+		var hooks []any
+		if a.shared != nil {
+			hooks = append(hooks, a.shared.State)
+		}
+		if a.encoder != nil {
+			hooks = append(hooks, a.encoder)
+		}
+		for _, h := range hooks {
+			if h, ok := h.(tuners.StepHook); ok {
 				if err := h.AfterBackward(step); err != nil {
-					return err
+					return fmt.Errorf("peft: adapter %q: %w", name, err)
 				}
 			}
 		}
