@@ -29,6 +29,9 @@ type Model struct {
 	active   []string
 	disabled bool
 	unloaded bool
+	// freezePending is set when an adapter was added: the next
+	// refreshTrainable freezes the base model as PEFT's injection does.
+	freezePending bool
 }
 
 // adapterState is what the model keeps per adapter: an injected method's
@@ -268,6 +271,7 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 		}
 	}
 	if isPrompt {
+		m.freezePending = true
 		return m.addPrompt(name, own, pm)
 	}
 	tc, ok := own.(tuners.TargetedConfig)
@@ -280,6 +284,7 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 			return fmt.Errorf("peft: adapter %q has bias %q but adapter %q already trains biases (%q): only one adapter may train biases", name, biasMode(own), otherName, biasMode(other.cfg))
 		}
 	}
+	m.freezePending = true
 	inj, err := tuners.Inject(m.root, method, tc, name)
 	if err != nil {
 		return fmt.Errorf("peft: adapter %q: %w", name, err)
@@ -446,12 +451,21 @@ func (m *Model) applyActive() error {
 	return nil
 }
 
-// refreshTrainable freezes everything, then marks trainable the tensors of
-// the active adapters that are not in inference mode, their biases per the
-// bias option, and their modules_to_save copies.
+// refreshTrainable marks trainable the tensors of the active adapters that
+// are not in inference mode and freezes the other adapters' (PEFT's
+// set_adapter). After an adapter was added it first freezes every base
+// tensor and marks the biases the active adapters' bias option trains
+// (PEFT's _mark_only_adapters_as_trainable); otherwise base tensors keep
+// whatever the caller set.
 func (m *Model) refreshTrainable(ws []layerAt) {
-	for _, p := range m.namedParams() {
-		p.T.SetRequiresGrad(false)
+	injected := m.freezePending
+	m.freezePending = false
+	if injected {
+		for _, p := range m.namedParams() {
+			if p.kind == kindBase {
+				p.T.SetRequiresGrad(false)
+			}
+		}
 	}
 	for _, name := range m.order {
 		a := m.adapters[name]
@@ -464,24 +478,21 @@ func (m *Model) refreshTrainable(ws []layerAt) {
 				}
 				continue
 			}
-			if c := w.saved.copies.get(name); c != nil && on {
+			if c := w.saved.copies.get(name); c != nil {
 				for _, p := range nn.NamedParameters(c) {
-					p.T.SetRequiresGrad(true)
+					p.T.SetRequiresGrad(on)
 				}
 			}
 		}
 		if a.encoder != nil {
 			a.encoder.SetTrainable(on)
 		}
-		if a.shared != nil && on {
+		if a.shared != nil {
 			for i, p := range a.shared.Params {
-				if a.sharedTrainable[i] {
-					p.T.SetRequiresGrad(true)
-				}
+				p.T.SetRequiresGrad(on && a.sharedTrainable[i])
 			}
 		}
-		// Biases live in the base layers; disabling does not freeze them.
-		if !slices.Contains(m.active, name) || a.cfg.Base().InferenceMode {
+		if !injected || !slices.Contains(m.active, name) || a.cfg.Base().InferenceMode {
 			continue
 		}
 		mode := biasMode(a.cfg)

@@ -724,3 +724,29 @@ func TestConcurrentForward(t *testing.T) {
 		}
 	}
 }
+
+func TestSetAdapterKeepsBaseTrainability(t *testing.T) {
+	base := tinyMLP(t, 1)
+	m, err := peft.New(base, loraConfig("0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := base.Layers[2].(*nn.Linear).Bias
+	if head.RequiresGrad() {
+		t.Fatal("New left a base tensor trainable")
+	}
+	head.SetRequiresGrad(true) // the caller also trains the head's bias
+	if err := m.SetAdapter("default"); err != nil {
+		t.Fatal(err)
+	}
+	if !head.RequiresGrad() {
+		t.Error("SetAdapter froze a base tensor the caller made trainable")
+	}
+	// Adding an adapter freezes the base model again, as PEFT's injection does.
+	if err := m.AddAdapter(loraConfig("2"), peft.AdapterName("other")); err != nil {
+		t.Fatal(err)
+	}
+	if head.RequiresGrad() {
+		t.Error("AddAdapter left a base tensor trainable")
+	}
+}
