@@ -112,6 +112,13 @@ func TestLayer(t *testing.T) {
 	}
 }
 
+func TestDropout(t *testing.T) {
+	cfg := NewConfig()
+	cfg.R, cfg.Dropout = 2, 0.5
+	l, _ := newTestLayer(t, 6, 4, cfg)
+	layertest.DropoutTrainingOnly(t, l, layertest.Rand(rand.New(rand.NewPCG(9, 9)), 1, 8, 6))
+}
+
 func TestInitNoOp(t *testing.T) {
 	for _, mode := range []Init{InitDefault, InitMini, InitBat} {
 		rng := rand.New(rand.NewPCG(5, 6))

@@ -173,6 +173,18 @@ func toF32(v []float64) []float32 {
 	return out
 }
 
+func TestDropout(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	base := &nn.Linear{Weight: layertest.Rand(rng, 1, 4, 6)}
+	cfg := NewConfig()
+	cfg.R, cfg.NumVectors, cfg.VectorLength, cfg.Dropout = 2, 4, 2, 0.5
+	tl, err := Method{}.Wrap(tuners.Target{Path: "lin", Module: base, Config: cfg, Adapter: "a", Shared: &tuners.Shared{State: newBank(rng, 4, 2)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layertest.DropoutTrainingOnly(t, tl.(*Layer), layertest.Rand(rng, 1, 8, 6))
+}
+
 func TestWrapErrors(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	cfg := NewConfig()

@@ -81,6 +81,19 @@ func TestLayer(t *testing.T) {
 	}
 }
 
+func TestDropout(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	base := &nn.Linear{Weight: layertest.Rand(rng, 1, 4, 6)}
+	cfg := NewConfig()
+	cfg.R, cfg.Dropout, cfg.InitWeights = 2, 0.5, false
+	p := NewProjections(nil, 1, 2, 6, 4)
+	tl, err := Method{}.Wrap(tuners.Target{Path: "lin", Module: base, Config: cfg, Adapter: "a", Shared: &tuners.Shared{State: p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layertest.DropoutTrainingOnly(t, tl.(*Layer), layertest.Rand(rng, 1, 8, 6))
+}
+
 func TestProjections(t *testing.T) {
 	p := NewProjections(nil, 11, 4, 9, 7)
 	if s := p.A.Shape(); s[0] != 4 || s[1] != 9 {

@@ -109,3 +109,23 @@ func Grad(t *testing.T, l nn.Layer, x *nn.Tensor, params []*nn.Tensor) {
 		t.Fatal(err)
 	}
 }
+
+// DropoutTrainingOnly checks on a layer whose active adapter has dropout
+// that its output in evaluation mode is deterministic and that training
+// mode drops some of the adapter's input (the output changes).
+func DropoutTrainingOnly(t *testing.T, l interface {
+	nn.Layer
+	SetTraining(bool)
+}, x *nn.Tensor) {
+	t.Helper()
+	l.SetTraining(false)
+	y0 := To64(l.Forward(x).Data())
+	if err := Close(l.Forward(x).Data(), y0, 0, 0); err != nil {
+		t.Fatalf("evaluation mode is not deterministic: %v", err)
+	}
+	l.SetTraining(true)
+	defer l.SetTraining(false)
+	if err := Close(l.Forward(x).Data(), y0, 0, 0); err == nil {
+		t.Fatal("training mode with dropout gave the evaluation output")
+	}
+}
