@@ -11,6 +11,7 @@ import (
 	"github.com/gopeft/gopeft/safetensors"
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/prompttuning"
+	"github.com/gopeft/gopeft/tuners/ptuning"
 )
 
 // promptMethods maps each prompt-learning peft_type gopeft implements to its
@@ -18,6 +19,7 @@ import (
 // registry: adding one is one import and one line here.
 var promptMethods = map[string]tuners.PromptMethod{
 	prompttuning.PeftType: prompttuning.Method{},
+	ptuning.PeftType:      ptuning.Method{},
 }
 
 // PromptModel is a base model that prompt-learning adapters can drive, such
