@@ -214,28 +214,40 @@ func (l *Layer) LookupChecked(ids []int32, shape ...int) (*nn.Tensor, error) {
 	return l.Lookup(ids, shape...), nil
 }
 
-// Forward computes a wrapped Linear (a tied LM head) with the active
-// adapters' rows swapped into its weight: x W'^T + b. The weight with the
-// rows swapped in is built for the call (as PEFT does). For a wrapped
-// Embedding, x holds token ids as floats; use Lookup instead.
+// Forward computes a wrapped Linear (a tied LM head) as if the active
+// adapters' rows were swapped into its weight: x W'^T + b. It computes the
+// base logits and the logits of the trained rows and picks, per output
+// column, the one that applies: O(tokens x vocab) extra work instead of a
+// copy of the whole weight (PEFT builds W'). For a wrapped Embedding use
+// Lookup.
 func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 	if l.embedding {
 		panic("trainabletokens: Forward on an embedding layer; call Lookup or LookupChecked")
 	}
+	base := l.base.(nn.Layer).Forward(x)
 	as := l.applied()
 	if len(as) == 0 {
-		return l.base.(nn.Layer).Forward(x)
+		return base
 	}
 	deltas, at := rowTable(as)
-	rowMap := make([]int32, l.rows)
-	for v := range rowMap {
-		rowMap[v] = int32(v)
+	var bias *nn.Tensor
+	if l.bias != nil {
+		ids := make([]int32, deltas.Dim(0))
+		for id, j := range at {
+			ids[j] = id
+		}
+		bias = nn.Index(l.bias, 0, ids)
+	}
+	trained := nn.LinearOp(x, deltas, bias)
+	colMap := make([]int32, l.rows)
+	for v := range colMap {
+		colMap[v] = int32(v)
 		if j, ok := at[int32(v)]; ok {
-			rowMap[v] = int32(l.rows) + j
+			colMap[v] = int32(l.rows) + j
 		}
 	}
-	w := nn.Index(nn.Concat(0, l.weight.Detach(), deltas), 0, rowMap)
-	return nn.LinearOp(x, w, l.bias)
+	last := base.Rank() - 1
+	return nn.Index(nn.Concat(last, base, trained), last, colMap)
 }
 
 // CheckActive refuses active adapters of this layer whose token indices
