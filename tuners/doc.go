@@ -22,6 +22,11 @@
 //     tensors such as VeRA's projections), ConfigResolver (config fields
 //     that depend on the model), and StepHook on layers or shared state.
 //
+// A prompt-learning method (prompt tuning, p-tuning, prefix tuning, ...)
+// instead provides a config embedding BaseConfig and PromptConfig and a
+// PromptMethod whose PromptEncoder computes the virtual tokens; the peft
+// package feeds them to the base model and saves what the encoder reports.
+//
 // The peft package maps each peft_type to its Method in a plain map and
 // drives everything else: Inject (here) finds and wraps the targets; peft
 // saves "base_model.model." + path + "." + Param.Name for every Layer's
