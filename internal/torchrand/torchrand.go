@@ -18,7 +18,13 @@
 //     8 values of a block are the radii's partners of the last 8); a tail
 //     that is not a multiple of 16 redraws the last 16 values. Smaller
 //     tensors use the scalar double-precision Box-Muller with its cached
-//     second sample.
+//     second sample. The draws consumed, their order and the formulas are
+//     torch's; the block path evaluates log, sin and cos with Go's math
+//     and rounds to float32, where torch's AVX2 build uses float32
+//     polynomial approximations, so those values may differ from torch's
+//     in the last bits (the uniform and permutation paths are exact).
+//   - KaimingUniform (torch.nn.init.kaiming_uniform_ with a generator):
+//     uniform_(-bound, bound) with bound = sqrt(3) * gain / sqrt(fan_in).
 //   - Randperm (torch.randperm with a generator): the Fisher-Yates shuffle
 //     ATen uses for n < 2^32/20, one 32-bit draw per step.
 //
@@ -252,6 +258,21 @@ func KaimingBound(fan int, a float64) float64 {
 	gain := math.Sqrt(2.0 / (1 + a*a))
 	std := gain / math.Sqrt(float64(fan))
 	return math.Sqrt(3.0) * std
+}
+
+// KaimingUniform fills dst, a tensor of the given shape, as
+// torch.nn.init.kaiming_uniform_(t, a=a, mode="fan_in",
+// nonlinearity="leaky_relu", generator=g) does: PEFT's default a =
+// sqrt(5) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Shapes of fewer than two
+// dimensions (which torch refuses) leave dst untouched and return false.
+func (g *Generator) KaimingUniform(dst []float32, shape []int, a float64) bool {
+	fan := FanIn(shape)
+	if fan == 0 {
+		return false
+	}
+	b := KaimingBound(fan, a)
+	g.Uniform(dst, -b, b)
+	return true
 }
 
 // FanIn returns torch's fan_in of a tensor shape: shape[1] times the

@@ -125,3 +125,18 @@ func TestUniformRange(t *testing.T) {
 		}
 	}
 }
+
+func TestKaimingUniform(t *testing.T) {
+	d := make([]float32, 12)
+	if !New(4).KaimingUniform(d, []int{3, 4}, math.Sqrt(5)) {
+		t.Fatal("2-d shape refused")
+	}
+	e := make([]float32, 12)
+	New(4).Uniform(e, -0.5, 0.5)
+	if !slices.Equal(d, e) {
+		t.Fatalf("kaiming_uniform(a=sqrt(5)) of [3, 4] = %v, want uniform(-1/2, 1/2) = %v", d, e)
+	}
+	if New(4).KaimingUniform(d, []int{12}, 0) {
+		t.Fatal("1-d shape accepted")
+	}
+}
