@@ -37,6 +37,11 @@ func (Method) NewConfig() tuners.Config { return NewConfig() }
 // layer; each layer uses their leading slices.
 type Projections struct {
 	A, B *nn.Tensor
+	// Key and Saved are the projection_prng_key and save_projection the
+	// projections were made for; PEFT requires every adapter of a model to
+	// agree on both.
+	Key   int64
+	Saved bool
 }
 
 // NewProjections draws the projections as PEFT does: a torch CPU
@@ -51,11 +56,14 @@ func NewProjections(be kernels.Backend, key int64, r, in, out int) *Projections 
 	b := make([]float32, out*r)
 	bound = torchrand.KaimingBound(r, 0)
 	g.Uniform(b, -bound, bound)
-	return &Projections{A: nn.New(be, a, r, in), B: nn.New(be, b, out, r)}
+	return &Projections{A: nn.New(be, a, r, in), B: nn.New(be, b, out, r), Key: key}
 }
 
 // Prepare sizes and draws the adapter's projections for the largest
-// (out, in) among the targets VeRA can adapt. With save_projection they are
+// (out, in) among the targets VeRA can adapt. As in PEFT, every VeRA
+// adapter on the model must use the same projection_prng_key and
+// save_projection (checked against the adapters already on the targeted
+// layers). With save_projection they are
 // the adapter's method-level tensors "vera_A" and "vera_B" (saved and
 // loaded); without, they live only in the shared state and are
 // regenerated from projection_prng_key on every load.
@@ -67,6 +75,17 @@ func (Method) Prepare(root nn.Module, c tuners.Config, adapter string, targets [
 	maxIn, maxOut := 0, 0
 	var be kernels.Backend
 	for _, t := range targets {
+		if l, ok := t.Module.(*Layer); ok {
+			for _, name := range l.Adapters() {
+				a, _ := l.Get(name)
+				if a.proj.Key != cfg.ProjectionPRNGKey {
+					return nil, fmt.Errorf("vera: projection_prng_key must be the same for all adapters: got %d, adapter %q on %q has %d", cfg.ProjectionPRNGKey, name, t.Path, a.proj.Key)
+				}
+				if a.proj.Saved != cfg.SaveProjection {
+					return nil, fmt.Errorf("vera: save_projection must be the same for all adapters: got %v, adapter %q on %q has %v", cfg.SaveProjection, name, t.Path, a.proj.Saved)
+				}
+			}
+		}
 		in, out, ok := inOut(t.Module)
 		if !ok {
 			continue
@@ -87,6 +106,7 @@ func (Method) Prepare(root nn.Module, c tuners.Config, adapter string, targets [
 		return nil, fmt.Errorf("vera: no target module is a layer type VeRA supports (Linear, GPT-2 Conv1D); check target_modules")
 	}
 	p := NewProjections(be, cfg.ProjectionPRNGKey, cfg.R, maxIn, maxOut)
+	p.Saved = cfg.SaveProjection
 	s := &tuners.Shared{State: p}
 	if cfg.SaveProjection {
 		s.Params = []nn.Param{{Name: "vera_A", T: p.A}, {Name: "vera_B", T: p.B}}

@@ -43,8 +43,9 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	}
 }
 
-// TestTwoAdapters adds a second VeRA adapter with another rank and key to
-// the same layers: each has its own projections, both save and load side
+// TestTwoAdapters adds a second VeRA adapter with another rank to the same
+// layers (another key or save_projection is refused, as in PEFT): each has
+// its own projections, both save and load side
 // by side, and switching adapters switches the output.
 func TestTwoAdapters(t *testing.T) {
 	newModel := func() nn.Module { return peftcheck.MLP(6, 8, 4) }
@@ -58,6 +59,14 @@ func TestTwoAdapters(t *testing.T) {
 	cfg2 := vera.NewConfig()
 	cfg2.R, cfg2.ProjectionPRNGKey, cfg2.InitWeights = 2, 9, false
 	cfg2.TargetModules = tuners.Names("0")
+	if err := m.AddAdapter(cfg2, peft.AdapterName("other")); err == nil {
+		t.Fatal("an adapter with another projection_prng_key was accepted")
+	}
+	cfg2.ProjectionPRNGKey, cfg2.SaveProjection = 0, false
+	if err := m.AddAdapter(cfg2, peft.AdapterName("other")); err == nil {
+		t.Fatal("an adapter with another save_projection was accepted")
+	}
+	cfg2.SaveProjection = true
 	if err := m.AddAdapter(cfg2, peft.AdapterName("other")); err != nil {
 		t.Fatal(err)
 	}
