@@ -344,6 +344,11 @@ func (c *goldenCase) want(key string) (safetensors.Tensor, bool) {
 // checkOutputs compares the forward output of every adapter (via
 // SetAdapter) and of the active one.
 func (c *goldenCase) checkOutputs(stage string, m *peft.Model) {
+	if !c.has("forward") {
+		// Prefix tuning cases record the encoder only: the reloaded adapter
+		// is checked through its saved file.
+		return
+	}
 	if len(c.AdapterNames) > 1 {
 		for _, a := range c.AdapterNames {
 			want, ok := c.want("output_adapter." + a)
@@ -633,7 +638,9 @@ func (c *goldenCase) checkSaveAndReload() {
 		c.failf("reload: %v", err)
 		return
 	}
-	c.checkOutputs("reload", m2)
+	if c.has("forward") {
+		c.checkOutputs("reload", m2)
+	}
 }
 
 // compareAdapterFiles checks that gopeft's saved adapter folder holds the
