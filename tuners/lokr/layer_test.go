@@ -39,7 +39,9 @@ type geoCase struct {
 
 var geoCases = []geoCase{
 	{name: "linear_full", r: 4, factor: -1, input: []int{2, 10},
-		base:   func(r *rand.Rand) nn.Module { return &nn.Linear{Weight: lt.Rand(r, 0.3, 20, 10), Bias: lt.Rand(r, 0.1, 20)} },
+		base: func(r *rand.Rand) nn.Module {
+			return &nn.Linear{Weight: lt.Rand(r, 0.3, 20, 10), Bias: lt.Rand(r, 0.1, 20)}
+		},
 		shapes: map[string][]int{"lokr_w1": {4, 2}, "lokr_w2": {5, 5}}},
 	{name: "linear_factor4", r: 2, both: true, factor: 4, input: []int{2, 3, 32},
 		base:   func(r *rand.Rand) nn.Module { return &nn.Linear{Weight: lt.Rand(r, 0.3, 64, 32)} },
@@ -60,12 +62,12 @@ var geoCases = []geoCase{
 		},
 		shapes: map[string][]int{"lokr_w1": {2, 2}, "lokr_t2": {1, 1, 3, 2}, "lokr_w2_a": {1, 4}, "lokr_w2_b": {1, 2}}},
 	{name: "conv2d_flat", r: 1, factor: -1, input: []int{2, 4, 5, 5},
-		conv: lt.Conv{Kernel: []int{3, 3}},
-		base: func(r *rand.Rand) nn.Module { return &nn.Conv2d{Weight: lt.Rand(r, 0.3, 8, 4, 3, 3)} },
+		conv:   lt.Conv{Kernel: []int{3, 3}},
+		base:   func(r *rand.Rand) nn.Module { return &nn.Conv2d{Weight: lt.Rand(r, 0.3, 8, 4, 3, 3)} },
 		shapes: map[string][]int{"lokr_w1": {2, 2}, "lokr_w2_a": {4, 1}, "lokr_w2_b": {1, 18}}},
 	{name: "conv2d_1x1", r: 1, factor: -1, eff: true, input: []int{2, 4, 3, 3},
-		conv: lt.Conv{Kernel: []int{1, 1}},
-		base: func(r *rand.Rand) nn.Module { return &nn.Conv2d{Weight: lt.Rand(r, 0.3, 8, 4, 1, 1)} },
+		conv:   lt.Conv{Kernel: []int{1, 1}},
+		base:   func(r *rand.Rand) nn.Module { return &nn.Conv2d{Weight: lt.Rand(r, 0.3, 8, 4, 1, 1)} },
 		shapes: map[string][]int{"lokr_w1": {2, 2}, "lokr_w2_a": {4, 1}, "lokr_w2_b": {1, 2}}},
 	{name: "conv2d_groups", r: 1, factor: -1, input: []int{1, 4, 5, 5},
 		conv: lt.Conv{Kernel: []int{3, 3}, Opts: nn.ConvOptions{Padding: [2]int{1, 1}, Groups: 2}},
@@ -80,8 +82,8 @@ var geoCases = []geoCase{
 		},
 		shapes: map[string][]int{"lokr_w1": {2, 2}, "lokr_t2": {1, 1, 3, 1}, "lokr_w2_a": {1, 4}, "lokr_w2_b": {1, 2}}},
 	{name: "conv1d_flat", r: 1, factor: -1, input: []int{2, 4, 7},
-		conv: lt.Conv{Kernel: []int{3}},
-		base: func(r *rand.Rand) nn.Module { return &nn.Conv1d{Weight: lt.Rand(r, 0.3, 8, 4, 3)} },
+		conv:   lt.Conv{Kernel: []int{3}},
+		base:   func(r *rand.Rand) nn.Module { return &nn.Conv1d{Weight: lt.Rand(r, 0.3, 8, 4, 3)} },
 		shapes: map[string][]int{"lokr_w1": {2, 2}, "lokr_w2_a": {4, 1}, "lokr_w2_b": {1, 6}}},
 	{name: "conv1d_full", r: 4, factor: -1, eff: true, input: []int{2, 4, 7},
 		conv: lt.Conv{Kernel: []int{3}, Opts: nn.ConvOptions{Padding: [2]int{1, 0}}},
