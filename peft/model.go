@@ -271,8 +271,11 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 		}
 	}
 	if isPrompt {
+		if err := m.addPrompt(name, own, pm); err != nil {
+			return err
+		}
 		m.freezePending = true
-		return m.addPrompt(name, own, pm)
+		return nil
 	}
 	tc, ok := own.(tuners.TargetedConfig)
 	if !ok {
@@ -284,11 +287,11 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 			return fmt.Errorf("peft: adapter %q has bias %q but adapter %q already trains biases (%q): only one adapter may train biases", name, biasMode(own), otherName, biasMode(other.cfg))
 		}
 	}
-	m.freezePending = true
 	inj, err := tuners.Inject(m.root, method, tc, name)
 	if err != nil {
 		return fmt.Errorf("peft: adapter %q: %w", name, err)
 	}
+	m.freezePending = true
 	st := &adapterState{cfg: own, method: method, shared: inj.Shared}
 	if inj.Shared != nil {
 		for _, p := range inj.Shared.Params {
