@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gopeft/gopeft/safetensors"
 	"github.com/gopeft/gopeft/tuners"
 )
 
@@ -50,6 +51,18 @@ type Config struct {
 	// InitLogitsStd is init_logits_std: the logits start N(0, std^2)
 	// (default 0.1).
 	InitLogitsStd float64 `json:"init_logits_std"`
+
+	// loaded remembers, per logits key, the top-k tensors a
+	// save_only_topk_weights file was decoded from, so that saving logits
+	// that did not change since writes the same indices and weights
+	// again (recomputing the softmax of log-weights is off by an ulp).
+	loaded map[string]topkEntry
+}
+
+// topkEntry is one decoded logits tensor and the file tensors it came from.
+type topkEntry struct {
+	logits          []float32
+	indices, weight safetensors.Tensor
 }
 
 // NewConfig returns a Config with PEFT's defaults.

@@ -25,7 +25,8 @@ const (
 // softmax weights without the last one, [.., .., topk-1]). PEFT stores the
 // indices in the smallest integer dtype that holds num_vectors (uint8 below
 // 256); gopeft writes int32 below 2^31 and int64 above, which PEFT reads
-// the same way.
+// the same way. Logits unchanged since DecodeFile are written as they were
+// read.
 func (c *Config) EncodeFile(tensors map[string]safetensors.Tensor) (map[string]safetensors.Tensor, error) {
 	if !c.SaveOnlyTopKWeights {
 		return tensors, nil
@@ -39,6 +40,12 @@ func (c *Config) EncodeFile(tensors map[string]safetensors.Tensor) (map[string]s
 	for key, t := range tensors {
 		if !strings.Contains(key, logitsMarker) {
 			out[key] = t
+			continue
+		}
+		if e, ok := c.loaded[key]; ok && slices.Equal(e.logits, t.F32) {
+			idx := e.indices
+			idx.DType = dtype
+			out[key+indicesSuffix], out[key+weightsSuffix] = idx, e.weight
 			continue
 		}
 		if len(t.Shape) != 3 || t.F32 == nil || t.Shape[2] < k {
@@ -72,7 +79,10 @@ func (c *Config) EncodeFile(tensors map[string]safetensors.Tensor) (map[string]s
 // DecodeFile turns a save_only_topk_weights file back into logits, as PEFT
 // does when loading it: the missing last weight is 1 minus the sum of the
 // others, the logits at the saved indices are the weights' logarithms, and
-// every other logit is -inf. Files of the plain format pass unchanged.
+// every other logit is -inf. Files of the plain format pass unchanged. The
+// config remembers the file's tensors: EncodeFile writes them again for
+// logits that have not changed since, so a load/save round trip gives
+// PEFT's file back. Not safe for concurrent use.
 func (c *Config) DecodeFile(tensors map[string]safetensors.Tensor) (map[string]safetensors.Tensor, error) {
 	if !c.SaveOnlyTopKWeights {
 		return tensors, nil
@@ -96,6 +106,10 @@ func (c *Config) DecodeFile(tensors map[string]safetensors.Tensor) (map[string]s
 				return nil, err
 			}
 			out[orig] = logits
+			if c.loaded == nil {
+				c.loaded = map[string]topkEntry{}
+			}
+			c.loaded[orig] = topkEntry{logits: slices.Clone(logits.F32), indices: t, weight: w}
 		default:
 			out[key] = t
 		}
