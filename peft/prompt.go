@@ -10,6 +10,7 @@ import (
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/safetensors"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/multitaskprompt"
 	"github.com/gopeft/gopeft/tuners/prefixtuning"
 	"github.com/gopeft/gopeft/tuners/prompttuning"
 	"github.com/gopeft/gopeft/tuners/ptuning"
@@ -19,9 +20,10 @@ import (
 // method (a tuners.PromptMethod), beside the injected methods of the
 // registry: adding one is one import and one line here.
 var promptMethods = map[string]tuners.PromptMethod{
-	prefixtuning.PeftType: prefixtuning.Method{},
-	prompttuning.PeftType: prompttuning.Method{},
-	ptuning.PeftType:      ptuning.Method{},
+	multitaskprompt.PeftType: multitaskprompt.Method{},
+	prefixtuning.PeftType:    prefixtuning.Method{},
+	prompttuning.PeftType:    prompttuning.Method{},
+	ptuning.PeftType:         ptuning.Method{},
 }
 
 // PromptModel is a base model that prompt-learning adapters can drive, such
