@@ -180,17 +180,21 @@ func (l *Layer) Unmerge() error {
 	return nil
 }
 
-// Buffers returns the adapter's shared projections as PEFT's per-layer
-// "vera_A.<adapter>" and "vera_B.<adapter>" buffers (the full shared
-// matrices).
+// Buffers returns the adapter's projections as PEFT derives them from
+// projection_prng_key, under PEFT's per-layer buffer names
+// "vera_A.<adapter>" and "vera_B.<adapter>" (the full shared matrices).
+// They are drawn again here, so that they show the derivation even when a
+// loaded file (save_projection) replaced the live projections.
 func (l *Layer) Buffers(adapter string) []tuners.Buffer {
 	a, ok := l.Get(adapter)
 	if !ok {
 		return nil
 	}
+	A, B := a.proj.A, a.proj.B
+	av, bv := drawProjections(a.proj.Key, A.Dim(0), A.Dim(1), B.Dim(0))
 	return []tuners.Buffer{
-		{Name: "vera_A." + adapter, Shape: a.proj.A.Shape(), F32: a.proj.A.Data()},
-		{Name: "vera_B." + adapter, Shape: a.proj.B.Shape(), F32: a.proj.B.Data()},
+		{Name: "vera_A." + adapter, Shape: A.Shape(), F32: av},
+		{Name: "vera_B." + adapter, Shape: B.Shape(), F32: bv},
 	}
 }
 

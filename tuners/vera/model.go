@@ -49,14 +49,21 @@ type Projections struct {
 // gain sqrt(2) over its fan-in (in for A, r for B), bit for bit torch's
 // values.
 func NewProjections(be kernels.Backend, key int64, r, in, out int) *Projections {
+	a, b := drawProjections(key, r, in, out)
+	return &Projections{A: nn.New(be, a, r, in), B: nn.New(be, b, out, r), Key: key}
+}
+
+// drawProjections returns the values of vera_A [r, in] and vera_B [out, r]
+// for key, row-major.
+func drawProjections(key int64, r, in, out int) (a, b []float32) {
 	g := torchrand.New(key)
-	a := make([]float32, r*in)
+	a = make([]float32, r*in)
 	bound := torchrand.KaimingBound(in, 0)
 	g.Uniform(a, -bound, bound)
-	b := make([]float32, out*r)
+	b = make([]float32, out*r)
 	bound = torchrand.KaimingBound(r, 0)
 	g.Uniform(b, -bound, bound)
-	return &Projections{A: nn.New(be, a, r, in), B: nn.New(be, b, out, r), Key: key}
+	return a, b
 }
 
 // Prepare sizes and draws the adapter's projections for the largest
