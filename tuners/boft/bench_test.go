@@ -13,6 +13,12 @@ import (
 // tuners/lora.
 func BenchmarkMerge(b *testing.B) {
 	orthtest.BenchMerge(b, "boft", "r16", boft.Method{}, benchConfig)
+	orthtest.BenchMerge(b, "boft", "bs32", boft.Method{}, func() tuners.Config {
+		c := boft.NewConfig()
+		c.BlockSize = 32
+		c.InitWeights = false
+		return c
+	})
 }
 
 // BenchmarkForward: the adapted forward against the bare Linear.

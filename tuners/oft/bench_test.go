@@ -18,10 +18,20 @@ func benchConfig() tuners.Config {
 	return c
 }
 
+// peftDefaultConfig is OFT with PEFT's default oft_block_size, 32.
+func peftDefaultConfig() tuners.Config {
+	c := oft.NewConfig()
+	c.InitWeights = false
+	return c
+}
+
 // BenchmarkMerge: merge plus unmerge; compare with BenchmarkLoRA/merge in
-// tuners/lora.
+// tuners/lora. Merging costs out·in·b multiply-adds against LoRA's
+// out·in·r: the "r16" (b = 64) case does four times LoRA's work, the
+// "bs32" one (PEFT's default block size) twice.
 func BenchmarkMerge(b *testing.B) {
 	orthtest.BenchMerge(b, "oft", "r16", oft.Method{}, benchConfig)
+	orthtest.BenchMerge(b, "oft", "bs32", oft.Method{}, peftDefaultConfig)
 }
 
 // BenchmarkForward: the adapted forward against the bare Linear.
