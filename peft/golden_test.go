@@ -159,7 +159,7 @@ func (c *goldenCase) ran(check string) { c.checks = append(c.checks, check) }
 func (c *goldenCase) run() {
 	for _, ch := range c.Checks {
 		switch ch {
-		case "forward", "base", "grad", "merge", "encoder_forward", "encoder_grad":
+		case "forward", "base", "grad", "merge", "encoder_forward", "encoder_grad", "loss", "loss_grad":
 		case "combos":
 		default:
 			c.whyNo = append(c.whyNo, ch+": not implemented yet")
@@ -167,6 +167,9 @@ func (c *goldenCase) run() {
 	}
 	if c.has("encoder_forward") {
 		c.checkEncoder()
+	}
+	if c.has("loss") {
+		c.checkLoss()
 	}
 	if c.has("forward") {
 		c.ran("forward")
@@ -1008,57 +1011,71 @@ func moduleAt(root nn.Module, path string) nn.Module {
 // name, which must give encoder_output for the virtual tokens (one row per
 // task for multitask prompt tuning) and, for encoder_grad, the gradients of
 // sum(encoder_output * encoder_probe).
-func (c *goldenCase) checkEncoder() {
+// encoderModel builds a new trainable adapter of the case's first adapter
+// config on a fresh base model and copies PEFT's encoder parameters
+// (param.*) into its prompt encoder by name. It returns the model, the
+// encoder and its parameters under PEFT's names; ok is false after a
+// recorded failure.
+func (c *goldenCase) encoderModel(stage string) (m *peft.Model, enc tuners.PromptEncoder, params map[string]*nn.Tensor, ok bool) {
 	name := c.AdapterNames[0]
 	base, err := c.baseModel()
 	if err != nil {
-		c.failf("encoder: %v", err)
-		return
+		c.failf("%s: %v", stage, err)
+		return nil, nil, nil, false
 	}
 	cfg, err := peft.LoadConfig(filepath.Join(c.dir, c.AdapterDirs[name]))
 	if err != nil {
-		c.failf("encoder: %v", err)
-		return
+		c.failf("%s: %v", stage, err)
+		return nil, nil, nil, false
 	}
 	cfg.Base().InferenceMode = false
-	m, err := peft.New(base, cfg, peft.AdapterName(name))
+	m, err = peft.New(base, cfg, peft.AdapterName(name))
 	if err != nil {
-		c.failf("encoder: %v", err)
-		return
+		c.failf("%s: %v", stage, err)
+		return nil, nil, nil, false
 	}
-	enc := m.PromptEncoder(name)
+	enc = m.PromptEncoder(name)
 	if enc == nil {
-		c.failf("encoder: adapter %q has no prompt encoder", name)
-		return
+		c.failf("%s: adapter %q has no prompt encoder", stage, name)
+		return nil, nil, nil, false
 	}
 	prefix := "prompt_encoder." + name + "."
-	params := map[string]*nn.Tensor{}
+	params = map[string]*nn.Tensor{}
 	for _, p := range nn.NamedParameters(enc) {
 		params[prefix+p.Name] = p.T
 	}
 	seen := map[string]bool{}
+	failed := false
 	for k, v := range c.io {
-		pname, ok := strings.CutPrefix(k, "param.")
-		if !ok {
+		pname, isParam := strings.CutPrefix(k, "param.")
+		if !isParam {
 			continue
 		}
 		seen[pname] = true
-		t, ok := params[pname]
+		t, found := params[pname]
 		switch {
-		case !ok:
-			c.failf("encoder: PEFT's encoder has %s, gopeft's has not", pname)
+		case !found:
+			c.failf("%s: PEFT's encoder has %s, gopeft's has not", stage, pname)
+			failed = true
 		case !sameShape(t.Shape(), v.Shape):
-			c.failf("encoder: %s has shape %v, PEFT's %v", pname, t.Shape(), v.Shape)
+			c.failf("%s: %s has shape %v, PEFT's %v", stage, pname, t.Shape(), v.Shape)
+			failed = true
 		default:
 			t.CopyFromHost(v.F32)
 		}
 	}
 	for pname := range params {
 		if !seen[pname] {
-			c.failf("encoder: gopeft's encoder has %s, PEFT's has not", pname)
+			c.failf("%s: gopeft's encoder has %s, PEFT's has not", stage, pname)
+			failed = true
 		}
 	}
-	if len(c.failures) > 0 {
+	return m, enc, params, !failed
+}
+
+func (c *goldenCase) checkEncoder() {
+	_, enc, params, ok := c.encoderModel("encoder")
+	if !ok {
 		return
 	}
 	tokens := c.int32s("prompt_tokens")
@@ -1104,6 +1121,48 @@ func (c *goldenCase) checkEncoder() {
 				c.failf("encoder: %s: no gradient", pname)
 			} else {
 				c.compare("encoder: grad."+pname, g, want, c.GradAtol, c.GradRtol)
+			}
+		}
+	}
+}
+
+// checkLoss runs a case's training loss (PEFT's model(input_ids, labels,
+// input_type_mask)) on a new adapter holding PEFT's encoder parameters,
+// through Model.PromptLoss, and for loss_grad the gradients of that loss.
+func (c *goldenCase) checkLoss() {
+	m, _, params, ok := c.encoderModel("loss")
+	if !ok {
+		return
+	}
+	in, err := c.input()
+	if err != nil {
+		c.failf("loss: %v", err)
+		return
+	}
+	loss, err := m.PromptLoss(in, c.int32s("labels"), c.int32s("input_type_mask"))
+	if err != nil {
+		c.failf("loss: %v", err)
+		return
+	}
+	c.ran("loss")
+	if want, ok := c.want("output_loss"); ok {
+		c.compare("loss: output_loss", loss, want, c.Atol, c.Rtol)
+	}
+	if !c.has("loss_grad") {
+		return
+	}
+	c.ran("loss_grad")
+	loss.Backward()
+	for pname, t := range params {
+		want, ok := c.io["loss_grad."+pname]
+		switch {
+		case !ok && t.RequiresGrad():
+			c.failf("loss: %s is trainable but io.safetensors has no loss_grad for it", pname)
+		case ok:
+			if g := t.Grad(); g == nil {
+				c.failf("loss: %s: no gradient", pname)
+			} else {
+				c.compare("loss: loss_grad."+pname, g, want, c.GradAtol, c.GradRtol)
 			}
 		}
 	}

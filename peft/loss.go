@@ -5,6 +5,7 @@ import (
 
 	"github.com/gopeft/gopeft/models"
 	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/tuners"
 )
 
 // IgnoreIndex is the label that the causal-LM loss leaves out (PyTorch's
@@ -58,6 +59,38 @@ func (m *Model) CausalLMLoss(in models.Input, labels []int32, taskIDs []int32) (
 	loss, err := nn.CrossEntropyChecked(shifted, targets, IgnoreIndex)
 	if err != nil {
 		return nil, fmt.Errorf("peft: CausalLMLoss: %w", err)
+	}
+	return loss, nil
+}
+
+// PromptLoss runs the model and returns the training loss of the active
+// prompt-learning adapter when its method has a loss of its own
+// (tuners.PromptLoss: CPT, which also reads the input type mask, PEFT's
+// input_type_mask); for any other adapter it is CausalLMLoss and typeMask
+// is ignored. labels and typeMask have in's shape [batch, seq].
+func (m *Model) PromptLoss(in models.Input, labels, typeMask []int32) (*nn.Tensor, error) {
+	a := m.activePrompt()
+	var pl tuners.PromptLoss
+	if a != nil {
+		pl, _ = a.encoder.(tuners.PromptLoss)
+	}
+	if pl == nil {
+		return m.CausalLMLoss(in, labels, nil)
+	}
+	if in.IDs == nil || len(in.Shape) != 2 {
+		return nil, fmt.Errorf("peft: PromptLoss takes token ids of shape [batch, seq], got shape %v", in.Shape)
+	}
+	batch, seq := in.Shape[0], in.Shape[1]
+	if len(labels) != batch*seq || len(typeMask) != batch*seq {
+		return nil, fmt.Errorf("peft: PromptLoss: %d labels and %d type mask entries for input shape %v", len(labels), len(typeMask), in.Shape)
+	}
+	logits, err := m.ForwardTasks(in, nil)
+	if err != nil {
+		return nil, err
+	}
+	loss, err := pl.Loss(logits, labels, typeMask, batch, seq)
+	if err != nil {
+		return nil, fmt.Errorf("peft: %s loss: %w", a.prompt.Type(), err)
 	}
 	return loss, nil
 }

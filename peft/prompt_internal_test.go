@@ -366,3 +366,58 @@ func TestSetTrainingReachesPromptEncoders(t *testing.T) {
 		t.Error("SetTraining(false) did not reach the prompt encoder")
 	}
 }
+
+// lossEncoder is a prompt tuning encoder with a loss of its own: the mean
+// of the logits, recording what it was given.
+type lossEncoder struct {
+	ptEncoder
+	gotShape    []int
+	gotMask     []int32
+	batch, seqN int
+}
+
+func (e *lossEncoder) Loss(logits *nn.Tensor, labels, typeMask []int32, batch, seq int) (*nn.Tensor, error) {
+	e.gotShape, e.gotMask, e.batch, e.seqN = logits.Shape(), typeMask, batch, seq
+	return nn.MeanAll(logits), nil
+}
+
+func TestPromptLossDispatch(t *testing.T) {
+	registerPrompt(t, ptMethod{})
+	dir := goldenCaseDir(t, "prompt_tuning_llama")
+	base, err := fixtures.Load(nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(base, filepath.Join(dir, "adapter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := models.Input{IDs: []int32{1, 2, 3, 4, 5, 6}, Shape: []int{2, 3}}
+	labels := []int32{1, 2, 3, 4, 5, 6}
+	mask := []int32{1, 2, 2, 1, 2, 4}
+	// Without a loss of its own the encoder trains with the causal-LM loss.
+	got, err := m.PromptLoss(in, labels, mask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := m.CausalLMLoss(in, labels, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Item() != want.Item() {
+		t.Errorf("PromptLoss %g, CausalLMLoss %g", got.Item(), want.Item())
+	}
+	// An encoder with a loss of its own gets the full logits and the mask.
+	pt := m.adapters["default"].encoder.(*ptEncoder)
+	le := &lossEncoder{ptEncoder: *pt}
+	m.adapters["default"].encoder = le
+	if _, err := m.PromptLoss(in, labels, mask); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(le.gotShape, []int{2, 7, 64}) || !slices.Equal(le.gotMask, mask) || le.batch != 2 || le.seqN != 3 {
+		t.Errorf("the encoder's loss got logits %v, mask %v, batch %d, seq %d", le.gotShape, le.gotMask, le.batch, le.seqN)
+	}
+	if _, err := m.PromptLoss(in, labels, mask[:2]); err == nil {
+		t.Error("a short type mask was accepted")
+	}
+}

@@ -86,3 +86,13 @@ type PromptMethod interface {
 	// text initialisation read it; it must not be modified).
 	NewEncoder(root nn.Module, cfg Config, adapter string, wordEmbeddings *nn.Tensor) (PromptEncoder, error)
 }
+
+// PromptLoss is implemented by prompt encoders that train with a loss of
+// their own instead of the causal-LM loss (CPT's weighted loss).
+type PromptLoss interface {
+	// Loss returns the training loss given the logits [batch, T+seq,
+	// vocab] of a forward pass with this encoder's prompt prepended, and
+	// the batch's labels and input type mask ([batch, seq] each,
+	// row-major; PEFT's labels and input_type_mask).
+	Loss(logits *nn.Tensor, labels, typeMask []int32, batch, seq int) (*nn.Tensor, error)
+}
