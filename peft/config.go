@@ -34,6 +34,8 @@ func ParseConfig(data []byte) (tuners.Config, error) {
 	if err := tuners.UnmarshalConfig(data, cfg); err != nil {
 		return nil, err
 	}
+	// PEFT's PeftType enum has upper-case values only.
+	cfg.Base().PeftType = strings.ToUpper(cfg.Base().PeftType)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
