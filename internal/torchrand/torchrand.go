@@ -18,11 +18,11 @@
 //     8 values of a block are the radii's partners of the last 8); a tail
 //     that is not a multiple of 16 redraws the last 16 values. Smaller
 //     tensors use the scalar double-precision Box-Muller with its cached
-//     second sample. The draws consumed, their order and the formulas are
-//     torch's; the block path evaluates log, sin and cos with Go's math
-//     and rounds to float32, where torch's AVX2 build uses float32
-//     polynomial approximations, so those values may differ from torch's
-//     in the last bits (the uniform and permutation paths are exact).
+//     second sample. The block path computes log, sin and cos with the
+//     float32 Cephes approximations of ATen's AVX2 kernel and its fused
+//     multiply-adds (cephes.go), which reproduces torch's values bit for
+//     bit on the machines torch selects that kernel on (every x86-64 CPU
+//     with AVX2); torch's scalar fallback for older CPUs uses libm.
 //   - KaimingUniform (torch.nn.init.kaiming_uniform_ with a generator):
 //     uniform_(-bound, bound) with bound = sqrt(3) * gain / sqrt(fan_in).
 //   - Randperm (torch.randperm with a generator): the Fisher-Yates shuffle
@@ -197,19 +197,17 @@ func (g *Generator) Normal(dst []float32, mean, std float64) {
 	}
 }
 
-// boxMuller16 turns 16 uniforms into 16 normals in place: pairs (j, j+8)
-// give radius sqrt(-2 log(1-u_j)) and angle 2 pi u_{j+8}, computed in
-// float32 as ATen's normal_fill_16 does.
+// boxMuller16 turns 16 uniforms into 16 normals in place as ATen's AVX2
+// normal_fill_16 does: pairs (j, j+8) give radius sqrt(-2 log(1-u_j)) and
+// angle float32(2 pi) * u_{j+8}, with the float32 Cephes log and sincos of
+// cephes.go, and the result is fma(radius*cos, std, mean) (sin for j+8).
 func boxMuller16(d []float32, mean, std float32) {
+	const twoPi = float32(2 * math.Pi)
 	for j := 0; j < 8; j++ {
-		u1 := 1 - d[j]
-		u2 := d[j+8]
-		radius := float32(math.Sqrt(float64(-2 * float32(math.Log(float64(u1))))))
-		theta := float32(2.0 * math.Pi * float64(u2))
-		c := float32(math.Cos(float64(theta)))
-		s := float32(math.Sin(float64(theta)))
-		d[j] = float32(float32(radius*c)*std) + mean
-		d[j+8] = float32(float32(radius*s)*std) + mean
+		radius := float32(math.Sqrt(float64(-2 * cephesLog(1-d[j]))))
+		s, c := cephesSincos(twoPi * d[j+8])
+		d[j] = fma32(radius*c, std, mean)
+		d[j+8] = fma32(radius*s, std, mean)
 	}
 }
 

@@ -140,3 +140,30 @@ func TestKaimingUniform(t *testing.T) {
 		t.Fatal("1-d shape accepted")
 	}
 }
+
+// TestRandnExact compares with torch.randn outputs after torch.manual_seed(0)
+// printed at full precision in public code (randn(4, 4), randn(6, 4) and
+// randn(3, 9)): the block path and its tail redraw, bit for bit.
+func TestRandnExact(t *testing.T) {
+	tests := []struct {
+		n    int
+		at   int
+		want []float64
+	}{
+		{16, 0, []float64{-1.1258398294448853, -1.152360200881958, -0.2505785822868347, -0.4338788092136383,
+			0.8487103581428528, 0.6920091509819031, -0.31601276993751526, -2.1152193546295166}},
+		{24, 8, []float64{0.46809640526771545, -0.1577124446630478, 1.4436601400375366, 0.26604941487312317,
+			0.16645534336566925, 0.8743818402290344, -0.14347384870052338, -0.1116093322634697}},
+		{27, 8, []float64{0.32227492332458496, -1.2633347511291504, 0.34998318552970886, 0.26604941487312317,
+			0.16645534336566925, 0.8743818402290344, -0.14347384870052338, -0.1116093322634697,
+			-0.6135830879211426, 0.03159274160861969, -0.4926769733428955}},
+	}
+	for _, tt := range tests {
+		got := New(0).Randn(tt.n)
+		for i, w := range tt.want {
+			if float64(got[tt.at+i]) != w {
+				t.Errorf("randn(%d)[%d] = %.17g, want %.17g", tt.n, tt.at+i, got[tt.at+i], w)
+			}
+		}
+	}
+}
