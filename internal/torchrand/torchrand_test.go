@@ -167,3 +167,22 @@ func TestRandnExact(t *testing.T) {
 		}
 	}
 }
+
+// TestScalarPathsExact compares with torch.randn(7) and torch.rand(5)
+// after torch.manual_seed(0), printed at full precision in public code:
+// the double Box-Muller with its cached sample, and the float uniform.
+func TestScalarPathsExact(t *testing.T) {
+	wantN := []float64{1.5409960746765137, -0.293428897857666, -2.1787893772125244, 0.5684312582015991,
+		-1.0845223665237427, -1.3985954523086548, 0.40334683656692505}
+	for i, v := range New(0).Randn(7) {
+		if float64(v) != wantN[i] {
+			t.Errorf("randn(7)[%d] = %.17g, want %.17g", i, v, wantN[i])
+		}
+	}
+	wantU := []float64{0.49625658988952637, 0.7682217955589294, 0.08847743272781372, 0.13203048706054688, 0.30742281675338745}
+	for i, v := range New(0).Rand(5) {
+		if float64(v) != wantU[i] {
+			t.Errorf("rand(5)[%d] = %.17g, want %.17g", i, v, wantU[i])
+		}
+	}
+}
