@@ -48,14 +48,15 @@ func (s Spec) errPrefix() string { return strings.ToLower(s.PeftType) }
 
 // Settings are the per-adapter options every LyCORIS adapter has.
 type Settings struct {
-	// R is the rank and Alpha the alpha of the adapter: the update is
-	// scaled by Alpha/R.
-	R     int
+	// R is the rank of the adapter.
+	R int
+	// Alpha is the adapter's alpha: the update is scaled by Alpha/R.
 	Alpha float64
 	// RankDropout is the probability of dropping an output row of the
-	// update in training mode; RankDropoutScale divides the kept rows by
-	// the fraction kept.
-	RankDropout      float64
+	// update in training mode.
+	RankDropout float64
+	// RankDropoutScale divides the rows rank dropout keeps by the fraction
+	// kept (mask / mean(mask)).
 	RankDropoutScale bool
 	// ModuleDropout is the probability of skipping the whole adapter for
 	// one training-mode call.

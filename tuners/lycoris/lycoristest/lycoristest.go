@@ -14,8 +14,8 @@ import (
 
 // Array is a float64 tensor: row-major data and its shape.
 type Array struct {
-	Data  []float64
-	Shape []int
+	Data  []float64 // row-major values
+	Shape []int     // axis sizes
 }
 
 // Of returns t's values in float64.
@@ -152,8 +152,8 @@ func Tucker(t, wa, wb Array) Array {
 // convolution with these options (PyTorch semantics; zero values mean the
 // defaults).
 type Conv struct {
-	Kernel []int
-	Opts   nn.ConvOptions
+	Kernel []int          // [k] or [kh, kw]; nil for Linear
+	Opts   nn.ConvOptions // stride, padding, dilation, groups
 }
 
 // Apply returns x through weight w without bias: x [..., in] @ w^T for a
