@@ -10,7 +10,10 @@
 // "vblora_logits_A", "vblora_logits_B" per layer and the bank; with
 // save_only_topk_weights the file holds "<logits>_topk_indices" and
 // "<logits>_topk_weights" instead (Config's tuners.FileFormat), and the
-// reloaded logits are -inf outside the saved top k (inference only).
+// reloaded logits are -inf outside the saved top k (inference only: PEFT
+// refuses to train such logits; gopeft computes finite gradients for the
+// selected entries, but an optimizer with weight decay turns the -inf
+// entries into NaN, so do not train them).
 //
 // Where gopeft differs from PEFT: the initial bank and logits come from
 // gopeft's Philox stream, not torch's global generator; disabling the
