@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/gopeft/gopeft/kernels"
+	"github.com/gopeft/gopeft/nn"
 )
 
 // GenerateOptions control Generate.
@@ -28,6 +29,11 @@ type GenerateOptions struct {
 	// Prefix, when set, is a per-layer key/value prefix ([1, kv_heads, P,
 	// head_dim]) seen before the prompt, as prefix tuning supplies.
 	Prefix []KV
+	// Embeds, when set, are input embeddings [1, P, hidden] placed before
+	// the prompt's token embeddings (the virtual tokens of prompt tuning,
+	// P-tuning and CPT): they occupy positions after Prefix and before the
+	// prompt, and the result holds new tokens only.
+	Embeds *nn.Tensor
 }
 
 // Generate continues prompt (a single sequence) and returns the new tokens
@@ -58,6 +64,12 @@ func (m *Model) Generate(prompt []int32, o GenerateOptions) ([]int32, error) {
 		h, err := m.Embed(input, 1, len(input))
 		if err != nil {
 			return nil, fmt.Errorf("llama: generate: %w", err)
+		}
+		if step == 0 && o.Embeds != nil {
+			if o.Embeds.Rank() != 3 || o.Embeds.Dim(0) != 1 || o.Embeds.Dim(2) != h.Dim(2) {
+				return nil, fmt.Errorf("llama: generate: Embeds has shape %v, want [1, P, %d]", o.Embeds.Shape(), h.Dim(2))
+			}
+			h = nn.Concat(1, o.Embeds, h)
 		}
 		logits, err := m.ForwardEmbeds(h, &ForwardOptions{Cache: cache, LastOnly: true})
 		if err != nil {

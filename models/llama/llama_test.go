@@ -1040,3 +1040,38 @@ func goldenModel(t *testing.T, c golden.Case) *Model {
 	t.Cleanup(func() { m.Close() })
 	return m
 }
+
+// TestEmbedsGeneration checks that embeddings given to Generate are
+// prepended to the prompt exactly as ForwardEmbeds sees them concatenated,
+// alone and after a prefix.
+func TestEmbedsGeneration(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 16)
+	virt := nn.Normal(backend(t), nn.NewRNG(8), 0, 1, 1, 2, m.cfg.HiddenSize)
+	past, _ := randomKV(t, m, 1, 2, 3)
+	prompt := []int32{4, 2, 7}
+	for _, prefix := range [][]KV{nil, past} {
+		got, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 3, Embeds: virt, Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := slices.Clone(prompt)
+		for step, tok := range got {
+			h, err := m.Embed(seq, 1, len(seq))
+			if err != nil {
+				t.Fatal(err)
+			}
+			logits, err := m.ForwardEmbeds(nn.Concat(1, virt, h), &ForwardOptions{PastKV: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := m.cfg.VocabSize
+			if want := int32(argmax(logits.Data()[(len(seq)+1)*v:])); tok != want {
+				t.Fatalf("prefix %v step %d: generated %d, full forward %d", prefix != nil, step, tok, want)
+			}
+			seq = append(seq, tok)
+		}
+	}
+	if _, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 1, Embeds: nn.Zeros(backend(t), 1, 2, 3)}); err == nil {
+		t.Error("Embeds of the wrong width accepted")
+	}
+}
