@@ -47,15 +47,14 @@ func newAdapter(w *nn.Tensor, r, b int, cfg *Config) *adapter {
 	return a
 }
 
-// project applies COFT's constraint to the stored weight in place: each
-// block's skew matrix is scaled into the Frobenius ball of radius
+// projected returns the packed vectors v with COFT's constraint applied:
+// each block's skew matrix scaled into the Frobenius ball of radius
 // eps/sqrt(blocks) (the matrix norm is sqrt(2) times the packed norm).
-func (a *adapter) project() {
-	v := a.weight.Detach()
+func (a *adapter) projected(v *nn.Tensor) *nn.Tensor {
 	e := float32(a.eps / math.Sqrt(float64(v.Dim(0))))
 	norm := nn.Sqrt(nn.Scale(nn.SumSquares(v, 1, true), 2))
 	f := nn.Div(nn.Full(v.Backend(), e, 1), nn.Maximum(norm, nn.Full(v.Backend(), e, 1)))
-	a.weight.CopyFrom(nn.Mul(v, f))
+	return nn.Mul(v, f)
 }
 
 // skew returns the skew-symmetric blocks [n, b, b] of the packed vectors.
@@ -91,15 +90,29 @@ func (a *adapter) cayley(q *nn.Tensor) *nn.Tensor {
 	return r
 }
 
-// blocksOf returns the rotation blocks [n, b, b].
-func (a *adapter) blocksOf(detach bool) *nn.Tensor {
+// blocksOf returns the rotation blocks [n, b, b]. With COFT the stored
+// weight is first projected (outside autograd, as PEFT does) and the
+// projection written back into oft_R.weight like PEFT, except in an
+// evaluation forward of a frozen adapter, which uses it without writing so
+// that concurrent inference stays safe.
+func (a *adapter) blocksOf(m orth.Mode) *nn.Tensor {
 	if a.coft {
-		a.project()
+		p := a.projected(a.weight.Detach())
+		if m.Training || m.Detach || a.weight.RequiresGrad() {
+			a.weight.CopyFrom(p)
+		} else {
+			return a.rotationBlocks(p)
+		}
 	}
 	v := a.weight
-	if detach {
+	if m.Detach {
 		v = v.Detach()
 	}
+	return a.rotationBlocks(v)
+}
+
+// rotationBlocks returns the rotation blocks of packed vectors v.
+func (a *adapter) rotationBlocks(v *nn.Tensor) *nn.Tensor {
 	if a.b == 1 {
 		return orth.Eye(v, v.Dim(0), 1)
 	}
@@ -109,7 +122,7 @@ func (a *adapter) blocksOf(detach bool) *nn.Tensor {
 // Rotation returns x -> x·blockdiag(R). OFT has no training-only behaviour
 // (PEFT 0.20.0 never applies module_dropout).
 func (a *adapter) Rotation(m orth.Mode) orth.Rotation {
-	return &orth.Blocks{Factors: []orth.Factor{{Blocks: a.blocksOf(m.Detach)}}}
+	return &orth.Blocks{Factors: []orth.Factor{{Blocks: a.blocksOf(m)}}}
 }
 
 // InverseRotation returns the inverse used to unmerge: block inverses for

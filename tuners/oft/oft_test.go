@@ -133,8 +133,15 @@ func TestCOFTProjectsIntoTheBall(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := orthtest.Rand(rand.New(rand.NewPCG(5, 6)), 1, 2, 12)
-	got := l.(*orth.Layer).Forward(x)
 	w := l.AdapterParams("default")[0].T
+	// A frozen adapter in evaluation uses the projection without storing it.
+	l.SetTrainable("default", false)
+	before := w.Data()
+	frozen := l.(*orth.Layer).Forward(x)
+	orthtest.Close(t, "frozen forward left the weight", w.Data(), orthtest.F64(nn.New(nn.DefaultBackend(), before, w.Shape()...)), 0)
+	l.SetTrainable("default", true)
+	got := l.(*orth.Layer).Forward(x)
+	orthtest.Close(t, "frozen vs trainable forward", frozen.Data(), orthtest.F64(got), 1e-6)
 	n, p := w.Dim(0), w.Dim(1)
 	d := w.Data()
 	radius := 1e-3 / math.Sqrt(float64(n))
