@@ -8,6 +8,7 @@ package orthtest
 import (
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/gopeft/gopeft/nn"
@@ -193,6 +194,25 @@ func Run(t *testing.T, c Case) {
 		_ = root
 		if got := l.Adapters(); len(got) != 1 || got[0] != "other" {
 			t.Fatalf("Adapters() after delete = %v", got)
+		}
+	})
+	t.Run("concurrent evaluation", func(t *testing.T) {
+		_, _, l := wrap(t, c)
+		l.SetTrainable("default", false)
+		x := c.inputs()[0]
+		want := F64(c.forward(l, x))
+		var wg sync.WaitGroup
+		outs := make([][]float32, 4)
+		for g := range outs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				outs[g] = c.forward(l, x).Data()
+			}()
+		}
+		wg.Wait()
+		for _, o := range outs {
+			Close(t, "concurrent forward", o, want, 0)
 		}
 	})
 	t.Run("save and load", func(t *testing.T) {
