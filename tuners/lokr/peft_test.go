@@ -99,3 +99,73 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestNamedAdapters keeps two LoKr adapters side by side: each one alone,
+// both summed, saved in PEFT's layout and loaded back by name.
+func TestNamedAdapters(t *testing.T) {
+	dims := map[string]float64{"d_in": 8, "d_hidden": 12, "d_out": 3}
+	build := func() models.Model {
+		m, err := fixtures.Build(nn.DefaultBackend(), "mlp", dims, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	cfg := func(r int, targets ...string) *lokr.Config {
+		c := lokr.NewConfig()
+		c.R, c.Alpha, c.InitWeights, c.DecomposeBoth = r, 2, lokr.InitRandom, true
+		c.TargetModules = tuners.Names(targets...)
+		return c
+	}
+	base := build()
+	m, err := peft.New(base, cfg(1, "lin0", "lin1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddAdapter(cfg(4, "lin1"), peft.AdapterName("other")); err != nil {
+		t.Fatal(err)
+	}
+	in := models.Input{X: lt.Rand(rand.New(rand.NewPCG(3, 4)), 1, 2, 8)}
+	out := func(names ...string) []float32 {
+		t.Helper()
+		if err := m.SetAdapter(names...); err != nil {
+			t.Fatal(err)
+		}
+		y, err := base.Forward(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return y.Data()
+	}
+	def, other, both := out("default"), out("other"), out("default", "other")
+	if slices.Equal(def, other) || slices.Equal(def, both) || slices.Equal(other, both) {
+		t.Fatal("adapters do not change the output independently")
+	}
+	dir := t.TempDir()
+	if err := m.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	fresh := build()
+	m2, err := peft.Load(fresh, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.LoadAdapter(filepath.Join(dir, "other"), "other"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		names []string
+		want  []float32
+	}{{[]string{"default"}, def}, {[]string{"other"}, other}, {[]string{"default", "other"}, both}} {
+		if err := m2.SetAdapter(c.names...); err != nil {
+			t.Fatal(err)
+		}
+		y, err := fresh.Forward(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(y.Data(), c.want) {
+			t.Fatalf("reloaded %v gives other outputs", c.names)
+		}
+	}
+}

@@ -129,8 +129,8 @@ func (l *Layer) Geometry() Geometry { return l.geo }
 
 // AddAdapter adds adapter name with settings s and factors f (already
 // initialised). The factors' tensors are made trainable when trainable is
-// set. If the layer had no active adapter, the new one becomes active. Not
-// safe for concurrent use.
+// set. The first adapter of a layer becomes its active adapter; later ones
+// leave the active set alone, as in PEFT. Not safe for concurrent use.
 func (l *Layer) AddAdapter(name string, s Settings, f Factors, trainable bool) error {
 	p := l.spec.errPrefix()
 	if s.R <= 0 {
@@ -145,9 +145,10 @@ func (l *Layer) AddAdapter(name string, s Settings, f Factors, trainable bool) e
 		}
 		q.T.SetRequiresGrad(trainable)
 	}
+	first := len(l.adapters) == 0
 	l.adapters[name] = &adapter{Settings: s, scale: s.Alpha / float64(s.R), factors: f}
 	l.names = append(l.names, name)
-	if len(l.active) == 0 {
+	if first {
 		l.active = []string{name}
 	}
 	return nil
