@@ -25,10 +25,12 @@
 //
 // Merge adds ΔW to the base weight in place and Unmerge subtracts it; both
 // compute ΔW without dropout (PEFT would apply rank dropout in training mode,
-// which makes its unmerge inexact). Gradients reach every factor through the
-// nn operations that compose ΔW: they are the gradients PEFT's hand-written
-// backward functions (HadaWeight, HadaWeightCP) compute, since those are the
-// derivatives of the same composition.
+// which makes its unmerge inexact). Factors that implement Accumulator add
+// their update without materialising it, which keeps merging large layers
+// cheap (LoHa: blocks of rows; LoKr: Kronecker blocks as GEMMs). Gradients
+// reach every factor through the nn operations that compose ΔW; a method
+// whose PEFT backward is not the exact derivative builds its composition so
+// that autograd reproduces PEFT's gradients (LoHa's Tucker form does).
 //
 // # Names
 //
