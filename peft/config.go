@@ -126,5 +126,16 @@ func cloneConfig(cfg tuners.Config) (tuners.Config, error) {
 	if err := tuners.UnmarshalConfig(data, out); err != nil {
 		return nil, err
 	}
+	if u, ok := cfg.(UnsavedCopier); ok {
+		u.CopyUnsaved(out)
+	}
 	return out, nil
+}
+
+// UnsavedCopier is implemented by configs with Go-only fields that
+// adapter_config.json does not hold (such as the init text's token ids of
+// prompt tuning's TEXT init): the Model's copy of a config gets them through
+// CopyUnsaved(dst), dst being a config of the same type.
+type UnsavedCopier interface {
+	CopyUnsaved(dst tuners.Config)
 }
