@@ -82,3 +82,11 @@ func ValidateInit(init string, text *string, kwargs json.RawMessage, ids []int32
 	}
 	return nil
 }
+
+// CopyUnsaved copies InitTokenIDs, which adapter_config.json does not
+// hold, into dst (a *Config), for the peft package's copy of a config.
+func (c *Config) CopyUnsaved(dst tuners.Config) {
+	if d, ok := dst.(*Config); ok {
+		d.InitTokenIDs = append([]int32(nil), c.InitTokenIDs...)
+	}
+}
