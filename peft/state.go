@@ -276,6 +276,13 @@ func (m *Model) loadWeights(adapter, dir string) error {
 	if a := m.adapters[adapter]; a != nil && a.encoder != nil {
 		return m.loadPromptWeights(a, adapter, path)
 	}
+	if st := m.adapters[adapter]; st != nil && st.method != nil {
+		if lp, ok := st.method.(tuners.LoadPreparer); ok {
+			if err := lp.PrepareLoad(m.root, st.cfg, adapter); err != nil {
+				return fmt.Errorf("peft: %s: adapter %q: %w", dir, adapter, err)
+			}
+		}
+	}
 	want, err := m.StateDict(adapter)
 	if err != nil {
 		return err

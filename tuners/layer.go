@@ -230,6 +230,17 @@ type StepHook interface {
 	AfterBackward(step int) error
 }
 
+// LoadPreparer is implemented by methods whose layers must change shape to
+// fit an adapter file before it is loaded: AdaLoRA's rank_pattern prunes
+// the saved ranks, and PEFT resizes the layers to them just before loading
+// (set_peft_model_state_dict). The peft package calls PrepareLoad with the
+// model root, the adapter's config and its name after injecting the adapter
+// and before reading its file; creating an adapter (New, AddAdapter) does
+// not call it.
+type LoadPreparer interface {
+	PrepareLoad(root nn.Module, cfg Config, adapter string) error
+}
+
 // RowAdapters is implemented by layers that can apply a different adapter
 // to each row of a batch (PEFT's mixed-batch inference with adapter_names).
 type RowAdapters interface {
