@@ -72,23 +72,22 @@ func invert(a, inv []float64, src []float32, n int) bool {
 		f := 1 / rc[c]
 		for j := range rc {
 			rc[j] *= f
+		}
+		for j := range ic {
 			ic[j] *= f
 		}
+		rct := rc[c:]
 		for r := 0; r < n; r++ {
 			if r == c {
 				continue
 			}
-			m := a[r*n+c]
+			rr := a[r*n : (r+1)*n]
+			m := rr[c]
 			if m == 0 {
 				continue
 			}
-			rr, ir := a[r*n:(r+1)*n], inv[r*n:(r+1)*n]
-			for j := c; j < n; j++ {
-				rr[j] -= m * rc[j]
-			}
-			for j := range ir {
-				ir[j] -= m * ic[j]
-			}
+			axpy(rr[c:], rct, -m)
+			axpy(inv[r*n:(r+1)*n], ic, -m)
 		}
 	}
 	return true
@@ -99,5 +98,21 @@ func swapRows(m []float64, n, i, j int) {
 	ri, rj := m[i*n:(i+1)*n], m[j*n:(j+1)*n]
 	for k := range ri {
 		ri[k], rj[k] = rj[k], ri[k]
+	}
+}
+
+// axpy sets y[j] += alpha*x[j] (len(x) >= len(y)), four at a time.
+func axpy(y, x []float64, alpha float64) {
+	x = x[:len(y)]
+	j := 0
+	for ; j+4 <= len(y); j += 4 {
+		y4, x4 := y[j:j+4:j+4], x[j:j+4:j+4]
+		y4[0] += alpha * x4[0]
+		y4[1] += alpha * x4[1]
+		y4[2] += alpha * x4[2]
+		y4[3] += alpha * x4[3]
+	}
+	for ; j < len(y); j++ {
+		y[j] += alpha * x[j]
 	}
 }
