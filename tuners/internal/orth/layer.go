@@ -243,7 +243,10 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 
 // Lookup returns the adapted embeddings of ids (Embedding layers).
 func (l *Layer) Lookup(ids []int32, shape ...int) *nn.Tensor {
-	e := l.base.(*nn.Embedding)
+	e, ok := l.base.(*nn.Embedding)
+	if !ok {
+		panic(fmt.Sprintf("%s: Lookup on an adapted %T", l.spec.Name, l.base))
+	}
 	y := e.Lookup(ids, shape...)
 	if l.bypass() {
 		return y
