@@ -74,7 +74,7 @@ func GradCheck(t *testing.T, enc tuners.PromptEncoder, tokens int, taskIDs []int
 		}
 		return out
 	}
-	if err := nn.GradCheck(f, params, 1e-2, 2e-2); err != nil {
+	if err := nn.GradCheck(f, params, 1e-3, 2e-2); err != nil {
 		t.Error(err)
 	}
 }
