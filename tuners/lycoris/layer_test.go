@@ -391,3 +391,30 @@ func TestInspectRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentEvalForward runs Forward in evaluation mode from several
+// goroutines at once (run with -race), with dropout configured.
+func TestConcurrentEvalForward(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	s := settings()
+	s.RankDropout, s.ModuleDropout = 0.5, 0.5
+	l := newTestLayer(t, r, baseCases[3], false, s, "a", "b")
+	l.SetActive([]string{"a", "b"})
+	x := lt.Rand(r, 1, baseCases[3].input...)
+	want := l.Forward(x).Data()
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			if got := l.Forward(x).Data(); !slices.Equal(got, want) {
+				errs <- fmt.Errorf("concurrent forward differs")
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
