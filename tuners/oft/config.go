@@ -59,6 +59,26 @@ type Config struct {
 	UseCayleyNeumann bool `json:"use_cayley_neumann"`
 	// NumCayleyNeumannTerms is the number of series terms (default 5).
 	NumCayleyNeumannTerms int `json:"num_cayley_neumann_terms"`
+
+	// noBlockSize marks a decoded config file without oft_block_size: one
+	// written before PEFT 0.14, whose weights the current OFT cannot use.
+	noBlockSize bool
+}
+
+// UnmarshalJSON decodes the config and notes whether oft_block_size was
+// present.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	type plain Config
+	if err := json.Unmarshal(b, (*plain)(c)); err != nil {
+		return err
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return err
+	}
+	_, ok := keys["oft_block_size"]
+	c.noBlockSize = !ok
+	return nil
 }
 
 // NewConfig returns a Config with PEFT's defaults.
@@ -78,6 +98,9 @@ func NewConfig() *Config {
 func (c *Config) Validate() error {
 	if c.PeftType != "" && c.PeftType != PeftType {
 		return fmt.Errorf("oft: peft_type is %q, want %q", c.PeftType, PeftType)
+	}
+	if c.noBlockSize {
+		return fmt.Errorf("oft: the config has no oft_block_size: it was written by PEFT before 0.14.0, whose OFT weights are incompatible with the current OFT (retrain the adapter)")
 	}
 	if c.R < 0 {
 		return fmt.Errorf("oft: r must not be negative, got %d", c.R)

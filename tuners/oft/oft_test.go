@@ -256,3 +256,13 @@ func TestConfigRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigWithoutBlockSizeIsOld(t *testing.T) {
+	c := oft.NewConfig()
+	if err := tuners.UnmarshalConfig([]byte(`{"peft_type": "OFT", "r": 8, "target_modules": ["q"]}`), c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "oft_block_size") {
+		t.Errorf("Validate() = %v, want an error naming oft_block_size", err)
+	}
+}
