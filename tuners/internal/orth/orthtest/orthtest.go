@@ -196,6 +196,33 @@ func Run(t *testing.T, c Case) {
 			t.Fatalf("Adapters() after delete = %v", got)
 		}
 	})
+	t.Run("training lowers the loss", func(t *testing.T) {
+		root, m, l := wrap(t, c)
+		nn.SetTraining(root, true)
+		x := c.inputs()[0]
+		y0 := c.forward(l, x)
+		target := Rand(rand.New(rand.NewPCG(4, 4)), 1, y0.Shape()...)
+		loss := func() *nn.Tensor { return nn.SumAll(nn.Square(nn.Sub(c.forward(l, x), target))) }
+		var params []*nn.Tensor
+		for _, p := range m.TrainableParameters() {
+			params = append(params, p.T)
+		}
+		if len(params) == 0 {
+			t.Fatal("no trainable parameters")
+		}
+		cfg := nn.DefaultAdamW()
+		cfg.LR = 0.01
+		opt := nn.NewAdamW(cfg, cfg.Group(params...))
+		first := loss().Item()
+		for i := 0; i < 30; i++ {
+			opt.ZeroGrad()
+			loss().Backward()
+			opt.Step()
+		}
+		if last := loss().Item(); !(last < first) {
+			t.Errorf("loss %v after 30 AdamW steps, %v before", last, first)
+		}
+	})
 	t.Run("concurrent evaluation", func(t *testing.T) {
 		_, _, l := wrap(t, c)
 		l.SetTrainable("default", false)
