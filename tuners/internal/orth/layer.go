@@ -32,8 +32,13 @@ type Mode struct {
 // "<Container>.<adapter>" when Sub is empty (PEFT's ParameterDict) or
 // "<Container>.<adapter>.<Sub>" (a module in a ModuleDict).
 type Entry struct {
-	Container, Sub string
-	T              *nn.Tensor
+	// Container is the live container name ("oft_R", "boft_s").
+	Container string
+	// Sub is the parameter name inside the adapter's module ("weight"),
+	// or "" for a ParameterDict entry.
+	Sub string
+	// T is the live tensor.
+	T *nn.Tensor
 }
 
 // Adapter is one named adapter of a method.

@@ -20,6 +20,7 @@ type Rotation interface {
 // shared by every block), and P a permutation matrix with P[r, Perm[r]] = 1
 // (nil: the identity).
 type Factor struct {
+	// Blocks holds the diagonal blocks [n, b, b] ([1, b, b]: shared).
 	Blocks *nn.Tensor
 	// Perm and its inverse InvPerm (both nil, or both of length dim).
 	Perm, InvPerm []int32
@@ -28,8 +29,10 @@ type Factor struct {
 // Blocks is the rotation x·G_1·G_2·…·G_k of block-diagonal factors, with an
 // optional output scale.
 type Blocks struct {
+	// Factors are G_1…G_k in the order they act on the input.
 	Factors []Factor
-	S       *nn.Tensor
+	// S is the output scale [out], or nil.
+	S *nn.Tensor
 }
 
 // Scale returns the output scale or nil.
