@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/adalora"
 	"github.com/gopeft/gopeft/tuners/boft"
 	"github.com/gopeft/gopeft/tuners/fourierft"
 	"github.com/gopeft/gopeft/tuners/hra"
@@ -24,6 +25,7 @@ import (
 // map, filled here and nowhere else: adding a method is one import and one
 // line.
 var methods = map[string]tuners.Method{
+	adalora.PeftType:         adalora.Method{},
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
 	hra.PeftType:             hra.Method{},
