@@ -6,6 +6,7 @@ import (
 
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/adalora"
+	"github.com/gopeft/gopeft/tuners/beft"
 	"github.com/gopeft/gopeft/tuners/boft"
 	"github.com/gopeft/gopeft/tuners/fourierft"
 	"github.com/gopeft/gopeft/tuners/hra"
@@ -25,6 +26,7 @@ import (
 // map, filled here and nowhere else: adding a method is one import and one
 // line.
 var methods = map[string]tuners.Method{
+	beft.PeftType:            beft.Method{},
 	adalora.PeftType:         adalora.Method{},
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
