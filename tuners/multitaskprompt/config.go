@@ -95,7 +95,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("multitaskprompt: prompt_tuning_init must be RANDOM, TEXT, AVERAGE_SOURCE_TASKS, EXACT_SOURCE_TASK or ONLY_SOURCE_SHARED, got %q", c.PromptTuningInit)
 	}
-	if err := prompttuning.ValidateInit(c.PromptTuningInit, c.PromptTuningInitText, c.TokenizerKwargs, c.InitTokenIDs, &c.PromptConfig); err != nil {
+	if err := prompttuning.ValidateInit(c.PromptTuningInit, c.PromptTuningInitText, c.TokenizerNameOrPath, c.TokenizerKwargs, &c.PromptConfig); err != nil {
 		return fmt.Errorf("multitaskprompt: %w", err)
 	}
 	return nil

@@ -39,7 +39,8 @@ func (Method) NewEncoder(_ nn.Module, cfg tuners.Config, adapter string, words *
 	}
 	seed := promptkit.Seed(PeftType, adapter)
 	init := c.PromptTuningInit
-	if init != InitText {
+	pending := init == InitText && len(c.InitTokenIDs) == 0 && !c.InferenceMode
+	if init != InitText || pending {
 		init = prompttuning.InitRandom
 	}
 	w, err := prompttuning.InitTable(&c.PromptConfig, init, c.InitTokenIDs, c.InferenceMode, words, seed)
@@ -53,6 +54,7 @@ func (Method) NewEncoder(_ nn.Module, cfg tuners.Config, adapter string, words *
 		Embedding:      &nn.Embedding{Weight: w.SetRequiresGrad(train)},
 		PrefixTaskCols: nn.Normal(w.Backend(), rng, 0, 0.02, k, total, r).SetRequiresGrad(train),
 		PrefixTaskRows: nn.Normal(w.Backend(), rng, 0, 0.02, k, r, d).SetRequiresGrad(train),
+		pendingText:    pending,
 	}
 	switch c.PromptTuningInit {
 	case InitAverageSourceTasks, InitExactSourceTask, InitOnlySourceShared:
@@ -138,6 +140,10 @@ type Encoder struct {
 	Embedding *nn.Embedding
 	// PrefixTaskCols and PrefixTaskRows are the task matrices' factors.
 	PrefixTaskCols, PrefixTaskRows *nn.Tensor
+
+	// pendingText is set while a TEXT init lacks its token ids: the
+	// prompt is unusable until saved weights are loaded.
+	pendingText bool
 }
 
 // Children returns "embedding".
@@ -164,6 +170,9 @@ func (e *Encoder) Kind() tuners.PromptKind { return tuners.PromptPrepend }
 // Encode returns the prompts of indices [batch, T] for the tasks taskIDs
 // (one per row, required): [batch, T, D].
 func (e *Encoder) Encode(indices []int32, batch int, taskIDs []int32) (*nn.Tensor, error) {
+	if e.pendingText {
+		return nil, fmt.Errorf("multitaskprompt: prompt_tuning_init TEXT: prompt_tuning_init_text needs a tokenizer, which gopeft does not have: give its token ids in Config.InitTokenIDs (or load saved weights)")
+	}
 	if taskIDs == nil {
 		return nil, fmt.Errorf("multitaskprompt: task_ids cannot be nil: give one task id per batch row")
 	}
@@ -212,6 +221,7 @@ func (e *Encoder) LoadSaved(ts map[string]*nn.Tensor) error {
 	for k, t := range dst {
 		t.CopyFrom(ts[k])
 	}
+	e.pendingText = false
 	return nil
 }
 

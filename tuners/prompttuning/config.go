@@ -37,7 +37,9 @@ type Config struct {
 	TokenizerKwargs json.RawMessage `json:"tokenizer_kwargs"`
 
 	// InitTokenIDs are the token ids of the init text for TEXT (not part
-	// of adapter_config.json): gopeft has no tokenizer.
+	// of adapter_config.json): gopeft has no tokenizer. A new trainable
+	// adapter with TEXT init needs them; one whose weights are loaded does
+	// not.
 	InitTokenIDs []int32 `json:"-"`
 }
 
@@ -57,16 +59,21 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("prompttuning: peft_type is %q, want %q", c.PeftType, PeftType)
 	}
 	c.PeftType = PeftType
-	return ValidateInit(c.PromptTuningInit, c.PromptTuningInitText, c.TokenizerKwargs, c.InitTokenIDs, &c.PromptConfig)
+	return ValidateInit(c.PromptTuningInit, c.PromptTuningInitText, c.TokenizerNameOrPath, c.TokenizerKwargs, &c.PromptConfig)
 }
 
 // ValidateInit checks the init fields shared with multitask prompt tuning.
-func ValidateInit(init string, text *string, kwargs json.RawMessage, ids []int32, pc *tuners.PromptConfig) error {
+func ValidateInit(init string, text, tokenizer *string, kwargs json.RawMessage, pc *tuners.PromptConfig) error {
 	switch init {
 	case InitRandom, InitSampleVocab:
 	case InitText:
-		if text == nil && len(ids) == 0 {
-			return fmt.Errorf("prompt_tuning_init_text can't be null when prompt_tuning_init is TEXT (give the text's token ids in InitTokenIDs: gopeft has no tokenizer)")
+		// PEFT requires both fields; gopeft, which has no tokenizer, reads
+		// the text's token ids from InitTokenIDs.
+		if text == nil {
+			return fmt.Errorf("prompt_tuning_init_text can't be null when prompt_tuning_init is TEXT (gopeft also needs its token ids in InitTokenIDs)")
+		}
+		if tokenizer == nil || *tokenizer == "" {
+			return fmt.Errorf("tokenizer_name_or_path can't be null when prompt_tuning_init is TEXT")
 		}
 	default:
 		return fmt.Errorf("prompt_tuning_init must be RANDOM, SAMPLE_VOCAB or TEXT, got %q", init)

@@ -1,6 +1,7 @@
 package prompttuning
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/gopeft/gopeft/nn"
@@ -26,11 +27,16 @@ func (Method) NewEncoder(_ nn.Module, cfg tuners.Config, adapter string, words *
 	if !ok {
 		return nil, fmt.Errorf("prompttuning: config is %T, want *prompttuning.Config", cfg)
 	}
-	w, err := InitTable(&c.PromptConfig, c.PromptTuningInit, c.InitTokenIDs, c.InferenceMode, words, promptkit.Seed(PeftType, adapter))
+	pending := c.PromptTuningInit == InitText && len(c.InitTokenIDs) == 0 && !c.InferenceMode
+	init := c.PromptTuningInit
+	if pending {
+		init = InitRandom
+	}
+	w, err := InitTable(&c.PromptConfig, init, c.InitTokenIDs, c.InferenceMode, words, promptkit.Seed(PeftType, adapter))
 	if err != nil {
 		return nil, fmt.Errorf("prompttuning: %w", err)
 	}
-	return &Encoder{Embedding: &nn.Embedding{Weight: w.SetRequiresGrad(!c.InferenceMode)}}, nil
+	return &Encoder{Embedding: &nn.Embedding{Weight: w.SetRequiresGrad(!c.InferenceMode)}, pendingText: pending}, nil
 }
 
 // InitTable returns PEFT's PromptEmbedding table [T*submodules, token_dim]
@@ -80,7 +86,14 @@ func InitTable(pc *tuners.PromptConfig, init string, textIDs []int32, inference 
 type Encoder struct {
 	// Embedding is the table [T, token_dim].
 	Embedding *nn.Embedding
+
+	// pendingText is set while a TEXT init lacks its token ids: the
+	// prompt is unusable until saved weights are loaded.
+	pendingText bool
 }
+
+// errPendingText is returned while a TEXT init lacks its token ids.
+var errPendingText = errors.New("prompttuning: prompt_tuning_init TEXT: prompt_tuning_init_text needs a tokenizer, which gopeft does not have: give its token ids in Config.InitTokenIDs (or load saved weights)")
 
 // Children returns "embedding".
 func (e *Encoder) Children() []nn.Child { return []nn.Child{{Name: "embedding", Module: e.Embedding}} }
@@ -103,11 +116,17 @@ func (e *Encoder) Kind() tuners.PromptKind { return tuners.PromptPrepend }
 
 // Encode returns the table's rows for indices [batch, T]: [batch, T, D].
 func (e *Encoder) Encode(indices []int32, batch int, _ []int32) (*nn.Tensor, error) {
+	if e.pendingText {
+		return nil, errPendingText
+	}
 	return promptkit.Lookup(e.Embedding.Weight, indices, batch)
 }
 
 // SavedTensors returns prompt_embeddings, the table itself.
 func (e *Encoder) SavedTensors() (map[string]*nn.Tensor, error) {
+	if e.pendingText {
+		return nil, errPendingText
+	}
 	return map[string]*nn.Tensor{promptkit.PromptKey: e.Embedding.Weight.Detach()}, nil
 }
 
@@ -119,6 +138,7 @@ func (e *Encoder) LoadSaved(ts map[string]*nn.Tensor) error {
 		return err
 	}
 	w.CopyFrom(t)
+	e.pendingText = false
 	return nil
 }
 

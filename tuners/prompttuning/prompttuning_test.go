@@ -28,6 +28,21 @@ func config(tokens int) *prompttuning.Config {
 	return c
 }
 
+func textConfig(tokens int, ids []int32) *prompttuning.Config {
+	text, tokenizer := "some text", "some-tokenizer"
+	c := config(tokens)
+	c.PromptTuningInit, c.InitTokenIDs = prompttuning.InitText, ids
+	c.PromptTuningInitText, c.TokenizerNameOrPath = &text, &tokenizer
+	return c
+}
+
+// TestTextLoad checks that a saved TEXT adapter loads (trainable or not)
+// without token ids: its weights are in the file.
+func TestTextLoad(t *testing.T) {
+	m, _ := newModel(t, textConfig(3, []int32{2, 5}))
+	prompttest.SaveLoad(t, m, func() *llama.Model { return prompttest.Base(t, 1) }, nil)
+}
+
 func TestConfigDefaultsAndJSON(t *testing.T) {
 	c := prompttuning.NewConfig()
 	if err := c.Validate(); err != nil {
@@ -55,7 +70,6 @@ func TestConfigDefaultsAndJSON(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	text := "hello"
 	for _, tc := range []struct {
 		name  string
 		edit  func(c *prompttuning.Config)
@@ -73,18 +87,27 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming %s", tc.name, err, tc.field)
 		}
 	}
-	// TEXT with only the text (no tokenizer in gopeft): valid config, but
-	// creating a trainable adapter needs the ids.
-	c := config(3)
-	c.PromptTuningInit, c.PromptTuningInitText = prompttuning.InitText, &text
+	// TEXT with the text and tokenizer (PEFT's form): a valid config, but
+	// gopeft has no tokenizer, so a new adapter's prompt needs the ids.
+	c := textConfig(3, nil)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := peft.New(prompttest.Base(t, 1), c); err == nil || !strings.Contains(err.Error(), "InitTokenIDs") {
+	c.TokenizerNameOrPath = nil
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "tokenizer_name_or_path") {
+		t.Errorf("TEXT without tokenizer: %v", err)
+	}
+	m, err := peft.New(prompttest.Base(t, 1), textConfig(3, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Forward(prompttest.Input()); err == nil || !strings.Contains(err.Error(), "InitTokenIDs") {
 		t.Errorf("TEXT without token ids: %v", err)
 	}
-	c = config(3)
-	c.PromptTuningInit, c.InitTokenIDs = prompttuning.InitText, []int32{1, 99}
+	if err := m.Save(t.TempDir()); err == nil || !strings.Contains(err.Error(), "InitTokenIDs") {
+		t.Errorf("TEXT without token ids saved: %v", err)
+	}
+	c = textConfig(3, []int32{1, 99})
 	if _, err := peft.New(prompttest.Base(t, 1), c); err == nil || !strings.Contains(err.Error(), "99") {
 		t.Errorf("TEXT with an id outside the vocabulary: %v", err)
 	}
@@ -110,8 +133,7 @@ func TestInit(t *testing.T) {
 		{[]int32{4, 7}, []int32{4, 7, 4, 7, 4}},
 		{[]int32{1, 2, 3, 5, 8, 13, 2}, []int32{1, 2, 3, 5, 8}},
 	} {
-		c := config(5)
-		c.PromptTuningInit, c.InitTokenIDs = prompttuning.InitText, tc.ids
+		c := textConfig(5, tc.ids)
 		m, base := newModel(t, c)
 		got := m.PromptEncoder("default").(*prompttuning.Encoder).Embedding.Weight
 		words := nn.StateDict(base)["model.embed_tokens.weight"]
