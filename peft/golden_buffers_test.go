@@ -11,7 +11,8 @@ import (
 // checkBuffers compares the state the adapter layers derive themselves
 // (tuners.Bufferer: seeded projections, permutations) with PEFT's recorded
 // "buffer.*" tensors of io.safetensors, exactly. The buffers are never
-// loaded into the model: the loaded adapter derived them. The check counts
+// loaded into the model: the loaded adapter derived them. A buffer with a
+// Tol (SVD factors) is compared within it. The check counts
 // as run when every recorded buffer was derived; buffers no layer derives
 // are named in the case's reason instead.
 func (c *goldenCase) checkBuffers() {
@@ -63,7 +64,7 @@ func (c *goldenCase) checkBuffers() {
 				c.failf("buffers: %s = %v, want %v", k, got.I64, want.I64)
 			}
 		default:
-			if msg := closeEnough(got.F32, want.F32, 0, 0); msg != "" || len(got.F32) != len(want.F32) {
+			if msg := closeEnough(got.F32, want.F32, got.Tol, got.Tol); msg != "" || len(got.F32) != len(want.F32) {
 				c.failf("buffers: %s differs: %s", k, msg)
 			}
 		}

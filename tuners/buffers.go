@@ -16,6 +16,11 @@ type Buffer struct {
 	// row-major.
 	F32 []float32
 	I64 []int64
+	// Tol is the tolerance (absolute and relative) for comparing a float
+	// buffer with PEFT's: 0, exact, for draws and index sets; positive for
+	// factors of a floating-point decomposition (an SVD), which a different
+	// implementation reproduces only to rounding.
+	Tol float64
 }
 
 // Bufferer is implemented by layers (and Shared.State values) holding
