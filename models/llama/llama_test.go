@@ -1075,3 +1075,54 @@ func TestEmbedsGeneration(t *testing.T) {
 		t.Error("Embeds of the wrong width accepted")
 	}
 }
+
+// scaledInput is an attention extension adding w*x to the layer's output.
+type scaledInput struct {
+	w      *nn.Tensor
+	qShape []int
+}
+
+func (s *scaledInput) Extend(a *Attention, x, q *nn.Tensor) *nn.Tensor {
+	s.qShape = q.Shape()
+	return nn.Mul(x, s.w)
+}
+
+// TestAttentionExtension checks that an extension's term is added to the
+// layer's output (a zero term changes nothing), that it sees the rotated
+// queries [B, heads, S, d], and that gradients reach its parameters.
+func TestAttentionExtension(t *testing.T) {
+	m := tinyModel(t, tinyConfig(), 17)
+	ids := []int32{1, 2, 3, 4, 5, 6}
+	plain, err := m.Forward(ids, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := &scaledInput{w: nn.Zeros(backend(t), 1).SetRequiresGrad(true)}
+	a := m.Decoder.Layers.Blocks[1].SelfAttn
+	a.Extension = ext
+	defer func() { a.Extension = nil }()
+	zero, err := m.Forward(ids, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(plain.Data(), zero.Data()) {
+		t.Error("a zero extension changed the output")
+	}
+	if want := []int{2, a.Heads(), 3, a.HeadDim()}; !slices.Equal(ext.qShape, want) {
+		t.Errorf("queries shape %v, want %v", ext.qShape, want)
+	}
+	ext.w.CopyFromHost([]float32{0.5})
+	f := func() *nn.Tensor {
+		out, err := m.Forward(ids, 2, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if slices.Equal(f().Data(), plain.Data()) {
+		t.Error("the extension changed nothing")
+	}
+	if err := nn.GradCheck(f, []*nn.Tensor{ext.w}, 1e-3, 1e-2); err != nil {
+		t.Error(err)
+	}
+}

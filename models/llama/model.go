@@ -60,9 +60,31 @@ type Block struct {
 // "q_proj", "k_proj", "v_proj" and "o_proj".
 type Attention struct {
 	QProj, KProj, VProj, OProj nn.Layer
+	// Extension, when set, adds a term to the layer's output: the
+	// extension point of methods that change attention itself (PEFT's
+	// adaption prompt). It is not part of the module tree.
+	Extension AttentionExtension
 
 	heads, kvHeads, headDim int
 }
+
+// AttentionExtension changes what an attention layer computes. Extend gets
+// the layer, its input x [batch, seq, hidden] and its queries after the
+// rotary embedding q [batch, heads, seq, head_dim]; what it returns
+// ([batch, seq, hidden], or nil for nothing) is added to the layer's output
+// (after o_proj). It must be safe for concurrent use when the model is.
+type AttentionExtension interface {
+	Extend(a *Attention, x, q *nn.Tensor) *nn.Tensor
+}
+
+// Heads returns the number of query heads.
+func (a *Attention) Heads() int { return a.heads }
+
+// KVHeads returns the number of key/value heads.
+func (a *Attention) KVHeads() int { return a.kvHeads }
+
+// HeadDim returns the size of one head.
+func (a *Attention) HeadDim() int { return a.headDim }
 
 // MLP is the gated feed-forward block down_proj(silu(gate_proj(x)) *
 // up_proj(x)) (HF's LlamaMLP).
@@ -551,7 +573,13 @@ func (a *Attention) attend(x, cos, sin, mask *nn.Tensor, past *KV) (*nn.Tensor, 
 	probs := nn.Softmax(scores, -1)
 	out := nn.MatMul(probs, v) // [B, kv, group*S, d] = [B, heads, S, d]
 	out = nn.Transpose(out.Reshape(batch, nh, seq, d), 1, 2).Reshape(batch, seq, nh*d)
-	return a.OProj.Forward(out), KV{K: k, V: v}
+	res := a.OProj.Forward(out)
+	if a.Extension != nil {
+		if e := a.Extension.Extend(a, x, q); e != nil {
+			res = nn.Add(res, e)
+		}
+	}
+	return res, KV{K: k, V: v}
 }
 
 // Forward applies the gated MLP to x [..., hidden].
