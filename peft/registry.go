@@ -8,6 +8,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/adalora"
 	"github.com/gopeft/gopeft/tuners/beft"
 	"github.com/gopeft/gopeft/tuners/boft"
+	"github.com/gopeft/gopeft/tuners/delora"
 	"github.com/gopeft/gopeft/tuners/fourierft"
 	"github.com/gopeft/gopeft/tuners/hra"
 	"github.com/gopeft/gopeft/tuners/ia3"
@@ -28,6 +29,7 @@ import (
 var methods = map[string]tuners.Method{
 	beft.PeftType:            beft.Method{},
 	adalora.PeftType:         adalora.Method{},
+	delora.PeftType:          delora.Method{},
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
 	hra.PeftType:             hra.Method{},
