@@ -45,7 +45,20 @@ const (
 	// PromptPrefix: the prompt is per-layer past keys and values (prefix
 	// tuning): Encode returns [batch, T, layers*2*token_dim].
 	PromptPrefix
+	// PromptInside: the adapter acts inside the base model (adaption
+	// prompt's gated prompts in attention layers) while enabled (see
+	// PromptActivator); the base model runs on the token embeddings alone
+	// and Encode is not used for the forward pass.
+	PromptInside
 )
+
+// PromptActivator is implemented by prompt encoders of kind PromptInside.
+// The peft package calls SetEnabled(true) while the adapter is the active
+// one and adapters are enabled, and SetEnabled(false) otherwise, including
+// before the adapter is deleted.
+type PromptActivator interface {
+	SetEnabled(on bool)
+}
 
 // PromptEncoder is the trainable part of a prompt-learning adapter (PEFT's
 // prompt_encoder[adapter]). Its nn view names the parameters as PEFT does
