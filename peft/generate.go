@@ -34,6 +34,9 @@ func (m *Model) generate(prompt []int32, o llama.GenerateOptions, tasks []int32)
 		return nil, fmt.Errorf("peft: generate: the base model %T cannot generate", m.root)
 	}
 	a := m.activePrompt()
+	if a != nil && a.encoder.Kind() == tuners.PromptInside {
+		return g.Generate(prompt, o)
+	}
 	if a == nil {
 		if tasks != nil && !m.disabled {
 			return nil, fmt.Errorf("peft: generate: task ids are only used by multitask prompt tuning adapters")

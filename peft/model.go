@@ -450,6 +450,7 @@ func (m *Model) applyActive() error {
 		w.layer.SetActive(m.active)
 		w.layer.SetDisabled(m.disabled)
 	}
+	m.enablePromptInside()
 	m.refreshTrainable(ws)
 	return nil
 }
@@ -585,6 +586,11 @@ func (m *Model) DeleteAdapter(name string) error {
 // wrapper left without adapters is replaced by the module it wraps, so that
 // removing every adapter gives the base model back unchanged.
 func (m *Model) removeAdapter(name string) {
+	if a := m.adapters[name]; a != nil {
+		if act, ok := a.encoder.(tuners.PromptActivator); ok {
+			act.SetEnabled(false)
+		}
+	}
 	for _, w := range m.wrappers() {
 		if w.layer != nil {
 			if slices.Contains(w.layer.Adapters(), name) {

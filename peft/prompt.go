@@ -150,6 +150,13 @@ func (m *Model) promptForward(a *adapterState, in models.Input, taskIDs []int32)
 	if taskIDs != nil && len(taskIDs) != batch {
 		return nil, fmt.Errorf("peft: %d task ids for a batch of %d", len(taskIDs), batch)
 	}
+	if a.encoder.Kind() == tuners.PromptInside {
+		h, err := base.Embed(in.IDs, batch, seq)
+		if err != nil {
+			return nil, err
+		}
+		return base.ForwardEmbeds(h, nil)
+	}
 	pc := a.cfg.(tuners.PromptLearningConfig).Prompting()
 	t := pc.NumVirtualTokens
 	indices := make([]int32, batch*t)
@@ -307,6 +314,22 @@ func (m *Model) promptParams(add func(namedParam)) {
 		}
 		for _, p := range nn.NamedParameters(a.encoder) {
 			add(namedParam{Param: nn.Param{Name: "prompt_encoder." + name + "." + p.Name, T: p.T}, kind: kindPrompt, adapter: name})
+		}
+	}
+}
+
+// enablePromptInside enables the prompt adapter of kind PromptInside that
+// is active (unless adapters are disabled) and disables every other one.
+func (m *Model) enablePromptInside() {
+	active := m.activePrompt()
+	for _, name := range m.order {
+		if act, ok := m.adapters[name].encoder.(tuners.PromptActivator); ok && m.adapters[name] != active {
+			act.SetEnabled(false)
+		}
+	}
+	if active != nil {
+		if act, ok := active.encoder.(tuners.PromptActivator); ok {
+			act.SetEnabled(true)
 		}
 	}
 }
