@@ -18,6 +18,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/lora"
 	"github.com/gopeft/gopeft/tuners/miss"
 	"github.com/gopeft/gopeft/tuners/oft"
+	"github.com/gopeft/gopeft/tuners/road"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
 	"github.com/gopeft/gopeft/tuners/vblora"
 	"github.com/gopeft/gopeft/tuners/vera"
@@ -40,6 +41,7 @@ var methods = map[string]tuners.Method{
 	lora.PeftType:            lora.Method{},
 	miss.PeftType:            miss.Method{},
 	oft.PeftType:             oft.Method{},
+	road.PeftType:            road.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
 	vblora.PeftType:          vblora.Method{},
 	vera.PeftType:            vera.Method{},
