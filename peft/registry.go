@@ -10,6 +10,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/boft"
 	"github.com/gopeft/gopeft/tuners/delora"
 	"github.com/gopeft/gopeft/tuners/fourierft"
+	"github.com/gopeft/gopeft/tuners/gralora"
 	"github.com/gopeft/gopeft/tuners/hra"
 	"github.com/gopeft/gopeft/tuners/ia3"
 	"github.com/gopeft/gopeft/tuners/lntuning"
@@ -31,6 +32,7 @@ var methods = map[string]tuners.Method{
 	beft.PeftType:            beft.Method{},
 	adalora.PeftType:         adalora.Method{},
 	delora.PeftType:          delora.Method{},
+	gralora.PeftType:         gralora.Method{},
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
 	hra.PeftType:             hra.Method{},
