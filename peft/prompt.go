@@ -10,6 +10,7 @@ import (
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/safetensors"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/adaptionprompt"
 	"github.com/gopeft/gopeft/tuners/cpt"
 	"github.com/gopeft/gopeft/tuners/multitaskprompt"
 	"github.com/gopeft/gopeft/tuners/prefixtuning"
@@ -21,6 +22,7 @@ import (
 // method (a tuners.PromptMethod), beside the injected methods of the
 // registry: adding one is one import and one line here.
 var promptMethods = map[string]tuners.PromptMethod{
+	adaptionprompt.PeftType:  adaptionprompt.Method{},
 	cpt.PeftType:             cpt.Method{},
 	multitaskprompt.PeftType: multitaskprompt.Method{},
 	prefixtuning.PeftType:    prefixtuning.Method{},
