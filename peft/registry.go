@@ -11,6 +11,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/delora"
 	"github.com/gopeft/gopeft/tuners/fourierft"
 	"github.com/gopeft/gopeft/tuners/gralora"
+	"github.com/gopeft/gopeft/tuners/hira"
 	"github.com/gopeft/gopeft/tuners/hra"
 	"github.com/gopeft/gopeft/tuners/ia3"
 	"github.com/gopeft/gopeft/tuners/lntuning"
@@ -35,6 +36,7 @@ var methods = map[string]tuners.Method{
 	gralora.PeftType:         gralora.Method{},
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
+	hira.PeftType:            hira.Method{},
 	hra.PeftType:             hra.Method{},
 	ia3.PeftType:             ia3.Method{},
 	lntuning.PeftType:        lntuning.Method{},
