@@ -211,7 +211,7 @@ func (al *Allocator) updateImportance() error {
 // _combine_ipt of the element scores), [r].
 func (st *allocLayer) scores(r int) *nn.Tensor {
 	el := func(j int) *nn.Tensor { return nn.Mul(st.ipt[j], st.unc[j]) }
-	a := nn.Mean(el(0), 1, true)              // [r, 1]
+	a := nn.Mean(el(0), 1, true)                // [r, 1]
 	b := nn.Mean(el(2), 0, false).Reshape(r, 1) // [r, 1]
 	ab := nn.Sum(nn.Concat(1, a, b), 1, false)  // [r]
 	return nn.Add(el(1).Reshape(r), ab)
