@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -475,4 +476,37 @@ func Loss(m *peft.Model, b Batch) (*nn.Tensor, error) {
 		return llama.CausalLMLoss(logits, b.Labels)
 	}
 	return m.CausalLMLoss(models.Input{IDs: b.IDs, Shape: []int{b.Rows, b.Seq}}, b.Labels, nil)
+}
+
+// stepJSON is StepInfo's JSON form: a NaN evaluation loss is left out.
+type stepJSON struct {
+	Step     int      `json:"step"`
+	Total    int      `json:"total"`
+	Loss     float64  `json:"loss"`
+	LR       float64  `json:"learning_rate"`
+	GradNorm float64  `json:"grad_norm"`
+	EvalLoss *float64 `json:"eval_loss,omitempty"`
+}
+
+// MarshalJSON writes the step as an object, without eval_loss when none ran.
+func (s StepInfo) MarshalJSON() ([]byte, error) {
+	j := stepJSON{Step: s.Step, Total: s.Total, Loss: s.Loss, LR: s.LR, GradNorm: s.GradNorm}
+	if !math.IsNaN(s.EvalLoss) {
+		v := s.EvalLoss
+		j.EvalLoss = &v
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes (a missing eval_loss is NaN).
+func (s *StepInfo) UnmarshalJSON(b []byte) error {
+	var j stepJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*s = StepInfo{Step: j.Step, Total: j.Total, Loss: j.Loss, LR: j.LR, GradNorm: j.GradNorm, EvalLoss: math.NaN()}
+	if j.EvalLoss != nil {
+		s.EvalLoss = *j.EvalLoss
+	}
+	return nil
 }
