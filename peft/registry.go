@@ -8,6 +8,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/adalora"
 	"github.com/gopeft/gopeft/tuners/beft"
 	"github.com/gopeft/gopeft/tuners/boft"
+	"github.com/gopeft/gopeft/tuners/c3a"
 	"github.com/gopeft/gopeft/tuners/delora"
 	"github.com/gopeft/gopeft/tuners/fourierft"
 	"github.com/gopeft/gopeft/tuners/gralora"
@@ -34,6 +35,7 @@ var methods = map[string]tuners.Method{
 	adalora.PeftType:         adalora.Method{},
 	delora.PeftType:          delora.Method{},
 	gralora.PeftType:         gralora.Method{},
+	c3a.PeftType:             c3a.Method{},
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
 	hira.PeftType:            hira.Method{},
