@@ -11,6 +11,7 @@ import (
 	"github.com/gopeft/gopeft/safetensors"
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/adaptionprompt"
+	"github.com/gopeft/gopeft/tuners/cartridge"
 	"github.com/gopeft/gopeft/tuners/cpt"
 	"github.com/gopeft/gopeft/tuners/multitaskprompt"
 	"github.com/gopeft/gopeft/tuners/prefixtuning"
@@ -23,6 +24,7 @@ import (
 // registry: adding one is one import and one line here.
 var promptMethods = map[string]tuners.PromptMethod{
 	adaptionprompt.PeftType:  adaptionprompt.Method{},
+	cartridge.PeftType:       cartridge.Method{},
 	cpt.PeftType:             cpt.Method{},
 	multitaskprompt.PeftType: multitaskprompt.Method{},
 	prefixtuning.PeftType:    prefixtuning.Method{},
@@ -77,9 +79,10 @@ func (m *Model) addPrompt(name string, cfg tuners.Config, pm tuners.PromptMethod
 }
 
 // fillPromptSizes fills the sizes a prompt-learning config leaves at zero
-// from the model (PEFT's _prepare_prompt_learning_config). Prefix tuning on
-// a grouped-query model provisions keys and values of the key/value heads:
-// token_dim = head_dim * kv_heads, num_attention_heads = kv_heads.
+// from the model (PEFT's _prepare_prompt_learning_config). Prefix tuning and
+// CARTRIDGE on a grouped-query model provision keys and values of the
+// key/value heads: token_dim = head_dim * kv_heads, num_attention_heads =
+// kv_heads (head_dim from the model, else token_dim/num_attention_heads).
 func fillPromptSizes(pc *tuners.PromptConfig, mc llama.Config, peftType string) {
 	if pc.NumLayers == 0 {
 		pc.NumLayers = mc.NumHiddenLayers
@@ -93,8 +96,11 @@ func fillPromptSizes(pc *tuners.PromptConfig, mc llama.Config, peftType string) 
 	if pc.NumTransformerSubmodules == 0 {
 		pc.NumTransformerSubmodules = 1
 	}
-	if peftType == "PREFIX_TUNING" && mc.NumKeyValueHeads > 0 && mc.NumAttentionHeads > 0 {
-		headDim := mc.HiddenSize / mc.NumAttentionHeads
+	if (peftType == "PREFIX_TUNING" || peftType == "CARTRIDGE") && mc.NumKeyValueHeads > 0 && mc.NumAttentionHeads > 0 {
+		headDim := mc.HeadDim
+		if headDim == 0 {
+			headDim = pc.TokenDim / pc.NumAttentionHeads
+		}
 		pc.TokenDim = headDim * mc.NumKeyValueHeads
 		pc.NumAttentionHeads = mc.NumKeyValueHeads
 	}
