@@ -157,18 +157,11 @@ func runDemo(e *env, args []string) error {
 
 	// Write the adapter and the loss curve under a temporary name; rename
 	// when complete.
-	parent := filepath.Dir(filepath.Clean(*out))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(*out)+".tmp-")
+	tmp, err := tempDirBeside(*out)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
 	if err := m.Save(filepath.Join(tmp, "adapter")); err != nil {
 		return err
 	}

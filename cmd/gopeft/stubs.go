@@ -1,6 +1,5 @@
 package main
 
-func runTrain(e *env, args []string) error   { return nil }
 func runInspect(e *env, args []string) error { return nil }
 func runMerge(e *env, args []string) error   { return nil }
 func runBench(e *env, args []string) error   { return nil }
