@@ -21,6 +21,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/lora"
 	"github.com/gopeft/gopeft/tuners/miss"
 	"github.com/gopeft/gopeft/tuners/oft"
+	"github.com/gopeft/gopeft/tuners/osf"
 	"github.com/gopeft/gopeft/tuners/road"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
 	"github.com/gopeft/gopeft/tuners/vblora"
@@ -47,6 +48,7 @@ var methods = map[string]tuners.Method{
 	lora.PeftType:            lora.Method{},
 	miss.PeftType:            miss.Method{},
 	oft.PeftType:             oft.Method{},
+	osf.PeftType:             osf.Method{},
 	road.PeftType:            road.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
 	vblora.PeftType:          vblora.Method{},
