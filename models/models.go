@@ -14,6 +14,10 @@ type Input struct {
 	X     *nn.Tensor
 	IDs   []int32
 	Shape []int
+	// Mask, when set with IDs, is HuggingFace's attention_mask [batch,
+	// seq] (1: attend, 0: padding). Models that cannot honour it return an
+	// error rather than ignore it.
+	Mask []int32
 }
 
 // Model is a module tree with a forward pass. Forward returns an error for
