@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gopeft/gopeft/models"
+	"github.com/gopeft/gopeft/models/llama"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
 )
@@ -152,6 +153,23 @@ func (m *Model) ForwardTasks(in models.Input, taskIDs []int32) (*nn.Tensor, erro
 	}
 	if taskIDs != nil && !m.disabled {
 		return nil, errors.New("peft: task ids are only used by multitask prompt tuning adapters")
+	}
+	// A model that runs from embeddings (a raw models/llama) runs here, and
+	// is the only kind that takes an attention mask.
+	if b, ok := m.root.(PromptModel); ok && in.IDs != nil {
+		if _, isModel := m.root.(models.Model); !isModel || in.Mask != nil {
+			if len(in.Shape) != 2 || (in.Mask != nil && len(in.Mask) != len(in.IDs)) {
+				return nil, fmt.Errorf("peft: token ids of shape %v with %d mask entries: want ids [batch, seq] and a mask of the same shape", in.Shape, len(in.Mask))
+			}
+			h, err := b.Embed(in.IDs, in.Shape[0], in.Shape[1])
+			if err != nil {
+				return nil, err
+			}
+			return b.ForwardEmbeds(h, &llama.ForwardOptions{AttentionMask: in.Mask})
+		}
+	}
+	if in.Mask != nil {
+		return nil, fmt.Errorf("peft: an attention mask needs a base model that runs from embeddings (a PromptModel), not %T", m.root)
 	}
 	switch b := m.root.(type) {
 	case models.Model:

@@ -158,12 +158,15 @@ func (m *Model) promptForward(a *adapterState, in models.Input, taskIDs []int32)
 	if taskIDs != nil && len(taskIDs) != batch {
 		return nil, fmt.Errorf("peft: %d task ids for a batch of %d", len(taskIDs), batch)
 	}
+	if in.Mask != nil && len(in.Mask) != batch*seq {
+		return nil, fmt.Errorf("peft: attention mask has %d entries for input shape %v", len(in.Mask), in.Shape)
+	}
 	if a.encoder.Kind() == tuners.PromptInside {
 		h, err := base.Embed(in.IDs, batch, seq)
 		if err != nil {
 			return nil, err
 		}
-		return base.ForwardEmbeds(h, nil)
+		return base.ForwardEmbeds(h, &llama.ForwardOptions{AttentionMask: in.Mask})
 	}
 	pc := a.cfg.(tuners.PromptLearningConfig).Prompting()
 	t := pc.NumVirtualTokens
@@ -184,13 +187,13 @@ func (m *Model) promptForward(a *adapterState, in models.Input, taskIDs []int32)
 		if prompt.Rank() != 3 || prompt.Dim(0) != batch || prompt.Dim(1) != t || prompt.Dim(2) != h.Dim(2) {
 			return nil, fmt.Errorf("peft: prompt encoder returned shape %v, want [%d, %d, %d]", prompt.Shape(), batch, t, h.Dim(2))
 		}
-		return base.ForwardEmbeds(nn.Concat(1, prompt, h), nil)
+		return base.ForwardEmbeds(nn.Concat(1, prompt, h), &llama.ForwardOptions{AttentionMask: promptMask(in.Mask, batch, seq, t)})
 	case tuners.PromptPrefix:
 		past, err := pastKV(prompt, batch, pc)
 		if err != nil {
 			return nil, err
 		}
-		return base.ForwardEmbeds(h, &llama.ForwardOptions{PastKV: past})
+		return base.ForwardEmbeds(h, &llama.ForwardOptions{PastKV: past, AttentionMask: promptMask(in.Mask, batch, seq, t)})
 	}
 	return nil, fmt.Errorf("peft: unknown prompt kind %d", a.encoder.Kind())
 }
@@ -340,4 +343,21 @@ func (m *Model) enablePromptInside() {
 			act.SetEnabled(true)
 		}
 	}
+}
+
+// promptMask extends an attention mask [batch, seq] with ones for the t
+// virtual tokens that come first (PEFT's prefix_attention_mask), or returns
+// nil for no mask.
+func promptMask(mask []int32, batch, seq, t int) []int32 {
+	if mask == nil {
+		return nil
+	}
+	out := make([]int32, 0, batch*(t+seq))
+	for b := range batch {
+		for range t {
+			out = append(out, 1)
+		}
+		out = append(out, mask[b*seq:(b+1)*seq]...)
+	}
+	return out
 }
