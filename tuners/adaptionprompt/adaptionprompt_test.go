@@ -323,3 +323,9 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMask(t *testing.T) {
+	m, _ := newModel(t, config(3, 2))
+	openGates(m)
+	prompttest.Mask(t, m, nil)
+}

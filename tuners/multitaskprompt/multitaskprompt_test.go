@@ -172,3 +172,7 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMask(t *testing.T) {
+	prompttest.Mask(t, newModel(t, config(3, 2, 2)), []int32{1, 0})
+}

@@ -180,3 +180,10 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("token_dim 8 with 3 heads: %v", err)
 	}
 }
+
+func TestMask(t *testing.T) {
+	for _, projection := range []bool{false, true} {
+		m, _ := newModel(t, config(3, projection))
+		prompttest.Mask(t, m, nil)
+	}
+}

@@ -228,3 +228,15 @@ func TestLoadErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMask(t *testing.T) {
+	m, _ := newModel(t, config(3))
+	prompttest.Mask(t, m, nil)
+	// With the adapter disabled the mask reaches the base model too.
+	if err := m.DisableAdapters(func() error {
+		prompttest.Mask(t, m, nil)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

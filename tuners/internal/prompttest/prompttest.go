@@ -204,3 +204,57 @@ func Close(got, want []float32, tol float64) error {
 	}
 	return nil
 }
+
+// Mask checks the attention mask with the model's active adapter: an
+// all-ones mask changes nothing (the virtual tokens stay visible), and the
+// token at a masked position influences no other position's output.
+func Mask(t *testing.T, m *peft.Model, taskIDs []int32) {
+	t.Helper()
+	in := Input()
+	plain, err := m.ForwardTasks(in, taskIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ones := make([]int32, len(IDs))
+	for i := range ones {
+		ones[i] = 1
+	}
+	in.Mask = ones
+	got, err := m.ForwardTasks(in, taskIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Close(got.Data(), plain.Data(), 0); err != nil {
+		t.Errorf("all-ones mask: %v", err)
+	}
+	// Mask position 1 of row 0, then change its token.
+	mask := append([]int32(nil), ones...)
+	mask[1] = 0
+	a, err := m.ForwardTasks(models.Input{IDs: IDs, Shape: []int{2, 5}, Mask: mask}, taskIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := append([]int32(nil), IDs...)
+	ids[1] = (ids[1] + 7) % int32(Config().VocabSize)
+	b, err := m.ForwardTasks(models.Input{IDs: ids, Shape: []int{2, 5}, Mask: mask}, taskIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, v := a.Dim(1), a.Dim(2)
+	masked := n - 5 + 1 // output position of input position 1
+	ad, bd := a.Data(), b.Data()
+	for p := range n {
+		if p == masked {
+			continue
+		}
+		if err := Close(bd[p*v:(p+1)*v], ad[p*v:(p+1)*v], 1e-5); err != nil {
+			t.Errorf("position %d depends on a masked token: %v", p, err)
+		}
+	}
+	if Close(ad, plain.Data(), 1e-4) == nil {
+		t.Error("masking a token changed nothing")
+	}
+	if _, err := m.ForwardTasks(models.Input{IDs: IDs, Shape: []int{2, 5}, Mask: ones[:3]}, taskIDs); err == nil {
+		t.Error("a mask of the wrong length was accepted")
+	}
+}
