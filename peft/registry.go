@@ -11,6 +11,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/c3a"
 	"github.com/gopeft/gopeft/tuners/delora"
 	"github.com/gopeft/gopeft/tuners/fourierft"
+	"github.com/gopeft/gopeft/tuners/glora"
 	"github.com/gopeft/gopeft/tuners/gralora"
 	"github.com/gopeft/gopeft/tuners/hira"
 	"github.com/gopeft/gopeft/tuners/hra"
@@ -37,6 +38,7 @@ var methods = map[string]tuners.Method{
 	delora.PeftType:          delora.Method{},
 	gralora.PeftType:         gralora.Method{},
 	c3a.PeftType:             c3a.Method{},
+	glora.PeftType:           glora.Method{},
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
 	hira.PeftType:            hira.Method{},
