@@ -207,6 +207,7 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 	for _, name := range l.Active() {
 		a, _ := l.Get(name)
 		if a.r == 0 {
+			emptyGrads(a)
 			continue
 		}
 		xd := l.Dropout(x, a.dropout)
@@ -220,6 +221,17 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 		result = nn.Add(result, nn.Scale(y, a.factor()))
 	}
 	return result
+}
+
+// emptyGrads gives the empty tensors of a rank-0 adapter their (empty)
+// gradients, which PyTorch's backward pass produces for them: they take no
+// part in the computation, so nn's backward pass cannot.
+func emptyGrads(a *adapter) {
+	for _, p := range []*nn.Tensor{a.a, a.e, a.b} {
+		if p.RequiresGrad() && p.Grad() == nil {
+			p.SetGrad(nn.ZerosLike(p))
+		}
+	}
 }
 
 // DeltaWeight returns adapter name's weight update

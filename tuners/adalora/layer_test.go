@@ -316,6 +316,18 @@ func TestResize(t *testing.T) {
 	if err := l.Unmerge(); err != nil {
 		t.Fatal(err)
 	}
+	// Training a rank-0 layer: its tensors get empty gradients, as in
+	// PyTorch, and an optimizer step leaves them alone.
+	xr := layertest.Rand(rng, 1, 3, 6).SetRequiresGrad(true)
+	nn.SumAll(l.Forward(xr)).Backward()
+	for _, p := range []*nn.Tensor{a.a, a.e, a.b} {
+		if g := p.Grad(); g == nil || g.Len() != 0 {
+			t.Fatalf("rank 0: gradient %v, want an empty one", g)
+		}
+	}
+	opt := nn.NewAdamW(nn.DefaultAdamW(), nn.ParamGroup{Params: []*nn.Tensor{a.a, a.e, a.b}, LR: 0.1})
+	opt.Step()
+	opt.ZeroGrad()
 }
 
 // TestDropoutAndAdapters checks training-only dropout, a second adapter on
