@@ -223,9 +223,10 @@ type BiasConfig interface {
 }
 
 // StepHook is implemented by layers (or Shared.State values) that act
-// between backward and the optimizer step (AdaLoRA's rank allocation, CPT's
-// projection, OSF's gradient projection). The peft package calls every hook
-// from Model.AfterBackward.
+// between backward and the optimizer step (CPT's projection, OSF's gradient
+// projection). The peft package calls every hook from Model.AfterBackward.
+// AdaLoRA's rank allocation runs after the optimizer step instead, so it is
+// not a StepHook (see adalora.Allocator).
 type StepHook interface {
 	AfterBackward(step int) error
 }
