@@ -302,3 +302,31 @@ func TestConfig(t *testing.T) {
 		t.Errorf("id outside the vocabulary: %v", err)
 	}
 }
+
+// TestConcurrentInference runs a frozen CPT adapter from several
+// goroutines (the race detector checks that nothing is written).
+func TestConcurrentInference(t *testing.T) {
+	m, _ := newModel(t, config())
+	e := encoder(m)
+	e.DeltaEmbedding.Weight.CopyFrom(nn.Normal(nil, nn.NewRNG(4), 0, 1, e.DeltaEmbedding.Weight.Shape()...))
+	want, err := m.Forward(prompttest.Input())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetTrainable(false)
+	done := make(chan error, 4)
+	for range 4 {
+		go func() {
+			out, err := m.Forward(prompttest.Input())
+			if err == nil {
+				err = prompttest.Close(out.Data(), want.Data(), 0)
+			}
+			done <- err
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}

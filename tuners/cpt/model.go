@@ -111,27 +111,35 @@ func (e *Encoder) Kind() tuners.PromptKind { return tuners.PromptPrepend }
 // Epsilon returns the projection radius of each context token [T, 1].
 func (e *Encoder) Epsilon() *nn.Tensor { return e.epsilon }
 
-// Project scales the delta rows longer than their radius back onto it, in
-// place and outside autograd (PEFT's get_projection, run by every forward).
-func (e *Encoder) Project() {
+// projected returns the delta with the rows longer than their radius
+// scaled back onto it (PEFT's get_projection), outside autograd.
+func (e *Encoder) projected() *nn.Tensor {
 	d := e.DeltaEmbedding.Weight.Detach()
 	norm := nn.Norm(d, 1, true)
-	e.DeltaEmbedding.Weight.CopyFrom(nn.Mul(d, nn.Div(e.epsilon, nn.Maximum(norm, e.epsilon))))
+	return nn.Mul(d, nn.Div(e.epsilon, nn.Maximum(norm, e.epsilon)))
 }
 
-// Encode projects the delta, then returns embedding + delta for indices
-// [batch, T]: [batch, T, D]. The delta's gradient is zero on the rows of
-// labels and untyped tokens.
+// Project overwrites the delta with its projection, as every forward pass
+// of a trainable CPT encoder does in PEFT. Not safe for concurrent use.
+func (e *Encoder) Project() { e.DeltaEmbedding.Weight.CopyFrom(e.projected()) }
+
+// Encode returns embedding + projected delta for indices [batch, T]:
+// [batch, T, D]. While the delta is trainable it is first projected in
+// place (training is not concurrent); a frozen delta is projected without
+// being written, so inference may run from many goroutines. The delta's
+// gradient is zero on the rows of labels and untyped tokens.
 func (e *Encoder) Encode(indices []int32, batch int, _ []int32) (*nn.Tensor, error) {
 	base, err := promptkit.Lookup(e.Embedding.Weight.Detach(), indices, batch)
 	if err != nil {
 		return nil, fmt.Errorf("cpt: %w", err)
 	}
-	e.Project()
 	w := e.DeltaEmbedding.Weight
 	if w.RequiresGrad() {
+		e.Project()
 		// Same values; only the rows the mask keeps carry a gradient.
 		w = nn.Add(nn.Mul(w, e.gradMask), nn.Mul(w.Detach(), nn.AddScalar(nn.Neg(e.gradMask), 1)))
+	} else {
+		w = e.projected()
 	}
 	delta, err := promptkit.Lookup(w, indices, batch)
 	if err != nil {
