@@ -23,6 +23,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/miss"
 	"github.com/gopeft/gopeft/tuners/oft"
 	"github.com/gopeft/gopeft/tuners/osf"
+	"github.com/gopeft/gopeft/tuners/psoft"
 	"github.com/gopeft/gopeft/tuners/road"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
 	"github.com/gopeft/gopeft/tuners/vblora"
@@ -51,6 +52,7 @@ var methods = map[string]tuners.Method{
 	miss.PeftType:            miss.Method{},
 	oft.PeftType:             oft.Method{},
 	osf.PeftType:             osf.Method{},
+	psoft.PeftType:           psoft.Method{},
 	road.PeftType:            road.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
 	vblora.PeftType:          vblora.Method{},
