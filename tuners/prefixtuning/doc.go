@@ -11,5 +11,6 @@
 // Linear(token_dim, h), Tanh, Linear(h, L*2*token_dim) ("transform"), with
 // h = encoder_hidden_size. The adapter file holds the encoder's output for
 // the virtual tokens (prompt_embeddings, [T, L*2*token_dim]), which a loaded
-// adapter uses directly.
+// adapter uses directly (also when loaded as trainable, where PEFT refuses
+// a projected adapter).
 package prefixtuning

@@ -9,5 +9,8 @@
 //
 // As in PEFT, the adapter file holds only the encoder's output for the T
 // virtual tokens (prompt_embeddings); a loaded adapter uses it directly as
-// a plain embedding, without the network.
+// a plain embedding, without the network (PEFT's inference path). Loaded
+// as trainable, gopeft trains that prompt directly, whereas PEFT would run
+// a freshly initialised network over it and so change the adapter's
+// output.
 package ptuning
