@@ -271,6 +271,10 @@ func checkInitWeights(raw json.RawMessage) error {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return fmt.Errorf("adalora: init_lora_weights must be a bool or a string, got %s", raw)
 	}
+	if s == "loftq" {
+		// PEFT needs a loftq_config for it, and refuses LoftQ for AdaLoRA.
+		return fmt.Errorf("adalora: init_lora_weights %q: AdaLoRA does not support LoftQ", s)
+	}
 	return nil
 }
 

@@ -121,6 +121,7 @@ func TestValidate(t *testing.T) {
 		{"use_dora", func(c *Config) { c.UseDoRA = true }},
 		{"loftq_config", func(c *Config) { c.LoftQConfig = json.RawMessage(`{"loftq_bits": 4}`) }},
 		{"init_lora_weights", func(c *Config) { c.InitLoRAWeights = json.RawMessage(`3`) }},
+		{"init_lora_weights", func(c *Config) { c.InitLoRAWeights = json.RawMessage(`"loftq"`) }},
 		{"rank_pattern", func(c *Config) { c.RankPattern = map[string][]bool{"lin0": {true}} }},
 		{"layer_replication", func(c *Config) { c.LayerReplication = json.RawMessage(`[[0, 1]]`) }},
 		{"trainable_token_indices", func(c *Config) { c.TrainableTokenIndices = json.RawMessage(`[1]`) }},
