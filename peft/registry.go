@@ -9,6 +9,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/beft"
 	"github.com/gopeft/gopeft/tuners/boft"
 	"github.com/gopeft/gopeft/tuners/c3a"
+	"github.com/gopeft/gopeft/tuners/deft"
 	"github.com/gopeft/gopeft/tuners/delora"
 	"github.com/gopeft/gopeft/tuners/fourierft"
 	"github.com/gopeft/gopeft/tuners/glora"
@@ -39,6 +40,7 @@ var methods = map[string]tuners.Method{
 	delora.PeftType:          delora.Method{},
 	gralora.PeftType:         gralora.Method{},
 	c3a.PeftType:             c3a.Method{},
+	deft.PeftType:            deft.Method{},
 	glora.PeftType:           glora.Method{},
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
