@@ -1096,6 +1096,22 @@ func (c *goldenCase) checkEncoder() {
 	if want, ok := c.want("encoder_output"); ok {
 		c.compare("encoder: encoder_output", out, want, c.Atol, c.Rtol)
 	}
+	// CPT records its projection radii and the delta after the first
+	// projection (which the forward pass wrote back).
+	if want, ok := c.io["cpt_epsilon"]; ok {
+		if e, ok := enc.(interface{ Epsilon() *nn.Tensor }); !ok {
+			c.failf("encoder: io has cpt_epsilon but the encoder has no Epsilon")
+		} else {
+			c.compare("encoder: cpt_epsilon", e.Epsilon().Reshape(-1), want, c.Atol, c.Rtol)
+		}
+	}
+	if want, ok := c.io["cpt_delta_projected"]; ok {
+		if d := params["prompt_encoder."+c.AdapterNames[0]+".delta_embedding.weight"]; d == nil {
+			c.failf("encoder: io has cpt_delta_projected but the encoder has no delta_embedding.weight")
+		} else {
+			c.compare("encoder: cpt_delta_projected", d, want, c.Atol, c.Rtol)
+		}
+	}
 	if !c.has("encoder_grad") {
 		return
 	}
