@@ -1,5 +1,3 @@
 package main
 
-func runInspect(e *env, args []string) error { return nil }
-func runMerge(e *env, args []string) error   { return nil }
 func runBench(e *env, args []string) error   { return nil }
