@@ -180,9 +180,10 @@ func (m *Model) NumTrainableParameters() (trainable, all int) {
 }
 
 // AfterBackward runs the step hooks of the adapter layers, method-level
-// state and prompt encoders (tuners.StepHook: AdaLoRA's rank allocation, projections of some
+// state and prompt encoders (tuners.StepHook: the projections of some
 // methods). Call it after Backward and before the optimizer step when
-// training; step counts optimizer steps from 0.
+// training; step counts optimizer steps from 0. Hooks that must see the
+// optimizer's update (AdaLoRA's rank allocation) run from AfterStep.
 func (m *Model) AfterBackward(step int) error {
 	for _, w := range m.wrappers() {
 		if h, ok := w.layer.(tuners.StepHook); ok {
@@ -209,4 +210,75 @@ func (m *Model) AfterBackward(step int) error {
 		}
 	}
 	return nil
+}
+
+// trainingState is the method-level state of an adapter created for
+// training.
+type trainingState struct {
+	name  string
+	state any
+}
+
+// trainingStates returns the method-level states of the adapters created
+// for training (not in inference mode), in adapter order.
+func (m *Model) trainingStates() []trainingState {
+	var out []trainingState
+	for _, name := range m.order {
+		a := m.adapters[name]
+		if a.shared == nil || a.shared.State == nil || a.cfg.Base().InferenceMode {
+			continue
+		}
+		out = append(out, trainingState{name, a.shared.State})
+	}
+	return out
+}
+
+// AfterStep runs the after-step hooks (tuners.AfterStepHook: AdaLoRA's
+// rank allocation, PEFT's update_and_allocate) of the adapter layers and of
+// the adapters created for training. Call it after the optimizer step and
+// before zeroing the gradients; step counts optimizer steps from 0.
+func (m *Model) AfterStep(step int) error {
+	for _, w := range m.wrappers() {
+		if h, ok := w.layer.(tuners.AfterStepHook); ok {
+			if err := h.AfterStep(step); err != nil {
+				return fmt.Errorf("peft: %q: %w", w.Path, err)
+			}
+		}
+	}
+	for _, s := range m.trainingStates() {
+		if h, ok := s.state.(tuners.AfterStepHook); ok {
+			if err := h.AfterStep(step); err != nil {
+				return fmt.Errorf("peft: adapter %q: %w", s.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// LossTerms returns the sum of the terms that the methods of the adapters
+// created for training add to the training loss (tuners.LossTermer:
+// AdaLoRA's orthogonality regulariser), or nil when there are none. Add it
+// to the task loss before Backward, as PEFT's forward does when it
+// computes a loss.
+func (m *Model) LossTerms() (*nn.Tensor, error) {
+	var sum *nn.Tensor
+	for _, s := range m.trainingStates() {
+		h, ok := s.state.(tuners.LossTermer)
+		if !ok {
+			continue
+		}
+		t, err := h.LossTerm()
+		if err != nil {
+			return nil, fmt.Errorf("peft: adapter %q: %w", s.name, err)
+		}
+		if t == nil {
+			continue
+		}
+		if sum == nil {
+			sum = t
+		} else {
+			sum = nn.Add(sum, t)
+		}
+	}
+	return sum, nil
 }

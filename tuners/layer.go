@@ -231,6 +231,23 @@ type StepHook interface {
 	AfterBackward(step int) error
 }
 
+// AfterStepHook is implemented by Shared.State values (or layers) that act
+// after the optimizer step and before the gradients are zeroed: AdaLoRA's
+// rank allocation (PEFT's update_and_allocate), which reads the gradients
+// and masks the freshly updated singular values. The peft package calls
+// the hooks of adapters created for training from Model.AfterStep.
+type AfterStepHook interface {
+	AfterStep(step int) error
+}
+
+// LossTermer is implemented by Shared.State values whose method adds a
+// term to the training loss: AdaLoRA's orthogonality regulariser, which
+// PEFT's forward adds whenever it computes a loss. The peft package sums
+// the terms of the adapters created for training in Model.LossTerms.
+type LossTermer interface {
+	LossTerm() (*nn.Tensor, error)
+}
+
 // LoadPreparer is implemented by methods whose layers must change shape to
 // fit an adapter file before it is loaded: AdaLoRA's rank_pattern prunes
 // the saved ranks, and PEFT resizes the layers to them just before loading
