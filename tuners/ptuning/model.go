@@ -136,6 +136,14 @@ func (e *Encoder) Kind() tuners.PromptKind { return tuners.PromptPrepend }
 
 // Encode runs the encoder on indices [batch, T]: [batch, T, token_dim].
 func (e *Encoder) Encode(indices []int32, batch int, _ []int32) (*nn.Tensor, error) {
+	if !e.direct && batch > 1 && promptkit.SameRows(indices, batch) {
+		// Encode one row and repeat it, as PEFT does.
+		one, err := e.Encode(indices[:len(indices)/batch], 1, nil)
+		if err != nil {
+			return nil, err
+		}
+		return nn.Expand(one, batch, one.Dim(1), one.Dim(2)), nil
+	}
 	x, err := promptkit.Lookup(e.Embedding.Weight, indices, batch)
 	if err != nil || e.direct {
 		return x, err

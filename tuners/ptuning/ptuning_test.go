@@ -162,3 +162,38 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRows checks that equal rows (encoded once and repeated) and
+// different rows (encoded each) give each row its own encoding.
+func TestRows(t *testing.T) {
+	for _, kind := range []string{ptuning.EncoderMLP, ptuning.EncoderLSTM} {
+		enc := newModel(t, config(kind, 3, 4)).PromptEncoder("default")
+		one, err := enc.Encode([]int32{0, 1, 2}, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev, err := enc.Encode([]int32{2, 1, 0}, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same, err := enc.Encode([]int32{0, 1, 2, 0, 1, 2}, 2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mixed, err := enc.Encode([]int32{0, 1, 2, 2, 1, 0}, 2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append(one.Data(), one.Data()...)
+		if err := prompttest.Close(same.Data(), want, 1e-6); err != nil {
+			t.Errorf("%s equal rows: %v", kind, err)
+		}
+		want = append(one.Data(), rev.Data()...)
+		if err := prompttest.Close(mixed.Data(), want, 1e-6); err != nil {
+			t.Errorf("%s different rows: %v", kind, err)
+		}
+		if _, err := enc.Encode([]int32{0, 1, 2, 0}, 2, nil); err == nil {
+			t.Errorf("%s: ragged indices accepted", kind)
+		}
+	}
+}

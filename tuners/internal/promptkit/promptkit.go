@@ -133,3 +133,19 @@ func SampleIDs(vocab, n int, seed uint64) []int32 {
 	}
 	return out
 }
+
+// SameRows reports whether the batch rows of indices [batch, T] are all
+// equal (PEFT then encodes one row and repeats it: encoders that cost more
+// than a lookup do the same).
+func SameRows(indices []int32, batch int) bool {
+	if batch <= 1 || len(indices)%batch != 0 {
+		return batch == 1
+	}
+	t := len(indices) / batch
+	for i := t; i < len(indices); i++ {
+		if indices[i] != indices[i%t] {
+			return false
+		}
+	}
+	return true
+}
