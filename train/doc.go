@@ -3,8 +3,9 @@
 // the loss), AdamW with per-group learning rates (weight decay off for biases
 // and norms; LoRA+ groups as PEFT's create_loraplus_optimizer builds them),
 // HuggingFace's learning-rate schedules with warm-up, gradient accumulation,
-// gradient-norm clipping, evaluation loss, the method's step hooks
-// (peft.Model.AfterBackward: AdaLoRA's rank allocation and others), and
+// gradient-norm clipping, evaluation loss, the method's training hooks
+// (peft.Model.LossTerms, AfterBackward and AfterStep: AdaLoRA's
+// orthogonality regulariser and rank allocation, and others), and
 // checkpoints that a later run resumes from bit for bit.
 //
 // # Determinism

@@ -330,8 +330,12 @@ func (t *Trainer) Run() (Result, error) {
 const seedSalt = 0x64726f70
 
 // Step runs one optimizer step: GradAccum micro-batches forward and backward,
-// clipping, the model's step hooks (peft.Model.AfterBackward: AdaLoRA's rank
-// allocation and the like), the AdamW update at the scheduled learning rate.
+// clipping, the model's step hooks (peft.Model.AfterBackward), the AdamW
+// update at the scheduled learning rate, then the after-step hooks
+// (peft.Model.AfterStep: AdaLoRA's rank allocation, which PEFT runs after
+// the optimizer step and before zero_grad). Each micro-batch's loss includes
+// the adapters' loss terms (peft.Model.LossTerms: AdaLoRA's orthogonality
+// regulariser, which PEFT's forward adds).
 func (t *Trainer) Step() (StepInfo, error) {
 	if t.step >= t.total {
 		return StepInfo{}, fmt.Errorf("train: all %d steps are done", t.total)
@@ -366,6 +370,13 @@ func (t *Trainer) Step() (StepInfo, error) {
 		if err != nil {
 			return info, fmt.Errorf("train: step %d: %w", t.step+1, err)
 		}
+		extra, err := t.model.LossTerms()
+		if err != nil {
+			return info, fmt.Errorf("train: step %d: %w", t.step+1, err)
+		}
+		if extra != nil {
+			loss = nn.Add(loss, extra)
+		}
 		w := float32(b.Tokens) / float32(tokens)
 		scaled := nn.Scale(loss, w)
 		lossSum += float64(scaled.Item())
@@ -389,6 +400,9 @@ func (t *Trainer) Step() (StepInfo, error) {
 		return info, fmt.Errorf("train: step %d: %w", t.step+1, err)
 	}
 	t.opt.Step()
+	if err := t.model.AfterStep(t.step); err != nil {
+		return info, fmt.Errorf("train: step %d: %w", t.step+1, err)
+	}
 	t.opt.ZeroGrad()
 	t.step++
 	t.hist = append(t.hist, info)
