@@ -20,7 +20,9 @@
 //     and Wrap (make a Layer for a target, or add an adapter to an existing
 //     Layer). Optional interfaces add model-wide steps: Preparer (shared
 //     tensors such as VeRA's projections), ConfigResolver (config fields
-//     that depend on the model), and StepHook on layers or shared state.
+//     that depend on the model), LoadPreparer (layers reshaped to a file
+//     before it loads, as AdaLoRA's pruned ranks), and the training hooks
+//     StepHook, AfterStepHook and LossTermer on layers or shared state.
 //
 // A prompt-learning method (prompt tuning, p-tuning, prefix tuning, ...)
 // instead provides a config embedding BaseConfig and PromptConfig and a
