@@ -15,6 +15,7 @@ import (
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/peft"
 	"github.com/gopeft/gopeft/train"
+	"github.com/gopeft/gopeft/tuners"
 )
 
 // Seeds of the demo's data: training and evaluation draw different prompts.
@@ -35,7 +36,7 @@ type demoPreset struct {
 var demoPresets = map[string]demoPreset{
 	"LORA":    {"LORA", `"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]`, 3e-3},
 	"DORA":    {"LORA", `"r": 8, "lora_alpha": 16, "use_dora": true, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]`, 3e-3},
-	"IA3":     {"IA3", `"target_modules": ["k_proj", "v_proj", "up_proj", "down_proj"], "feedforward_modules": ["down_proj"]`, 3e-2},
+	"IA3":     {"IA3", `"target_modules": ["k_proj", "v_proj", "up_proj", "down_proj"], "feedforward_modules": ["down_proj"]`, 6e-2},
 	"LOHA":    {"LOHA", `"r": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]`, 3e-3},
 	"LOKR":    {"LOKR", `"r": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]`, 3e-3},
 	"OFT":     {"OFT", `"r": 0, "oft_block_size": 8, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]`, 3e-3},
@@ -65,8 +66,23 @@ func demoConfig(method string, steps int) (cfgJSON []byte, lr float64, err error
 	if strings.Contains(fields, "%d") {
 		fields = fmt.Sprintf(fields, steps)
 	}
-	doc := fmt.Sprintf(`{"peft_type": %q, "task_type": "CAUSAL_LM", "base_model_name_or_path": "gopeft-demo-tiny-llama", %s}`, p.peftType, fields)
-	return []byte(doc), p.lr, nil
+	// Start from every field of the method's defaults, as PEFT writes
+	// them, so that the saved adapter_config.json has PEFT's full key set.
+	meth, _ := peft.Method(p.peftType)
+	defaults, err := tuners.MarshalConfig(meth.NewConfig())
+	if err != nil {
+		return nil, 0, err
+	}
+	doc := map[string]json.RawMessage{}
+	if err := json.Unmarshal(defaults, &doc); err != nil {
+		return nil, 0, err
+	}
+	preset := fmt.Sprintf(`{"task_type": "CAUSAL_LM", "base_model_name_or_path": "gopeft-demo-tiny-llama", %s}`, fields)
+	if err := json.Unmarshal([]byte(preset), &doc); err != nil {
+		return nil, 0, fmt.Errorf("demo preset %s: %w", method, err)
+	}
+	out, err := json.Marshal(doc)
+	return out, p.lr, err
 }
 
 // demoReport is the result of gopeft demo (its --json output).
@@ -94,6 +110,7 @@ func runDemo(e *env, args []string) error {
 	out := fs.String("out", "gopeft-demo", "folder for the adapter and loss.png (replaced if it exists)")
 	steps := fs.Int("steps", 200, "optimizer steps")
 	seed := fs.Uint64("seed", 1, "training seed")
+	nEval := fs.Int("eval", 200, "held-out prompts the accuracy is measured on")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -110,7 +127,10 @@ func runDemo(e *env, args []string) error {
 		return err
 	}
 	trainData := demo.Examples(demo.Shift, 4000, trainSeed)
-	evalData := demo.Examples(demo.Shift, 200, evalSeed)
+	if *nEval < 1 {
+		return usagef("--eval must be positive, got %d", *nEval)
+	}
+	evalData := demo.Examples(demo.Shift, *nEval, evalSeed)
 	rep := demoReport{Method: strings.ToLower(*method), Task: "shift each of 6 digits by one (the base model was pre-trained to copy them)", Steps: *steps}
 
 	nn.SetTraining(base, false)
@@ -179,7 +199,7 @@ func runDemo(e *env, args []string) error {
 
 	// Merge: the plain model with the adapter folded in must give the
 	// adapter model's logits.
-	probe := train.Collate(evalData[:32], demo.Pad)
+	probe := train.Collate(evalData[:min(32, len(evalData))], demo.Pad)
 	before, err := base.Forward(probe.IDs, probe.Rows, probe.Seq)
 	if err != nil {
 		return err
