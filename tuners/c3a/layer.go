@@ -21,9 +21,9 @@ type adapter struct {
 	// inverse DFT (without its 1/b). C[j, k] = cos(2 pi jk / b),
 	// S[j, k] = sin(2 pi jk / b).
 	fwd, inv *nn.Tensor
-	// shift holds (j - t) mod b for t, j in [0, b): the circulant's
-	// gather indices; reverse holds (b - t) mod b.
-	shift, reverse []int32
+	// ext holds (k + 1) mod b for k < 2b-1 (see hankel); reverse holds
+	// (b - t) mod b.
+	ext, reverse []int32
 }
 
 // Layer is an nn.Linear with C3A adapters: Forward returns base(x) plus, for
@@ -101,12 +101,12 @@ func (l *Layer) addAdapter(name string, b int, cfg *Config, rng *nn.RNG, trainab
 		return fmt.Errorf("adapter %q: unknown init_weights %q", name, cfg.InitWeights)
 	}
 	a.fwd, a.inv = dftTables(be, b)
-	a.shift, a.reverse = make([]int32, b*b), make([]int32, b)
+	a.ext, a.reverse = make([]int32, 2*b-1), make([]int32, b)
+	for k := range a.ext {
+		a.ext[k] = int32((k + 1) % b)
+	}
 	for t := range b {
 		a.reverse[t] = int32((b - t) % b)
-		for j := range b {
-			a.shift[t*b+j] = int32(((j-t)%b + b) % b)
-		}
 	}
 	a.kernel.SetRequiresGrad(trainable)
 	return l.Add(name, a)
@@ -188,41 +188,66 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 	return result
 }
 
-// delta returns adapter a's update [out, in] gathered from the kernel,
-// without gradient: delta[p*b+t, q*b+j] = kernel[p, q, (j-t) mod b] / in.
-func (l *Layer) delta(a *adapter) *nn.Tensor {
+// hankel returns, without gradient, the [m, b, n, b] tensor H with
+// H[p, t', q, j] = kernel[p, q, (t' + j + 1) mod b]: block (p, q) of the
+// update with its rows in reverse order (row t of the update is row
+// t' = b-1-t of H, since (j - t) mod b = (t' + j + 1) mod b). A Hankel
+// matrix is a strided view of one extended row f[k] = kernel[(k+1) mod b],
+// k < 2b-1, so H is gathered by one strided copy, without index arrays the
+// size of the weight.
+func (l *Layer) hankel(a *adapter) *nn.Tensor {
 	m, n, b := l.out/a.b, l.in/a.b, a.b
-	g := nn.Index(a.kernel.Detach(), 2, a.shift).Reshape(m, n, b, b) // [p, q, t, j]
-	return nn.Permute(g, 0, 2, 1, 3).Reshape(l.out, l.in)
+	f := nn.Index(a.kernel.Detach(), 2, a.ext) // [m, n, 2b-1]
+	h := nn.Zeros(f.Backend(), m, b, n, b)
+	f.Backend().StridedCopy(h.Buffer(), f.Buffer(), []int{m, b, n, b}, []int{n * (2*b - 1), 1, 2*b - 1, 1})
+	return h
 }
 
-// DeltaWeight returns adapter name's weight update [out, in].
+// addDelta adds alpha times the circulant update of adapter a (without the
+// 1/in) to w in place: every row of w gets its row of H (see hankel).
+func (l *Layer) addDelta(w *nn.Tensor, a *adapter, alpha float32) {
+	h := l.hankel(a)
+	b := a.b
+	be, hb, wb := w.Backend(), h.Buffer(), w.Buffer()
+	for p := range l.out / b {
+		for t := range b {
+			row := (p*b + t) * l.in
+			src := (p*b + b - 1 - t) * l.in
+			be.Axpy(wb.Slice(row, l.in), hb.Slice(src, l.in), alpha)
+		}
+	}
+}
+
+// DeltaWeight returns adapter name's weight update [out, in]:
+// delta[p*b+t, q*b+j] = kernel[p, q, (j-t) mod b] / in.
 func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 	a, ok := l.Get(name)
 	if !ok {
 		return nil, fmt.Errorf("c3a: no adapter %q on this layer", name)
 	}
-	return nn.Scale(l.delta(a), 1/float32(l.in)), nil
+	d := nn.Zeros(l.base.Weight.Backend(), l.out, l.in)
+	l.addDelta(d, a, 1/float32(l.in))
+	return d, nil
 }
 
 // Merge folds adapters (nil: the active ones) into the base weight in
-// place; adapters already merged are skipped. With safe, the merged weight
-// is computed aside and checked for NaN/Inf first, and nothing changes on
-// failure. Not safe for concurrent use.
+// place, one row at a time from the gathered blocks (see hankel); adapters
+// already merged are skipped. With safe, the merged weight is computed aside
+// and checked for NaN/Inf first, and nothing changes on failure. Not safe
+// for concurrent use.
 func (l *Layer) Merge(names []string, safe bool) error {
 	w := l.base.Weight
 	for _, name := range l.ToMerge(names) {
 		a, _ := l.Get(name)
-		d := l.delta(a)
 		if safe {
 			merged := w.Detach().Clone()
-			merged.Backend().Axpy(merged.Buffer(), d.Buffer(), 1/float32(l.in))
+			l.addDelta(merged, a, 1/float32(l.in))
 			if merged.Backend().CountNonFinite(merged.Buffer()) > 0 {
 				return fmt.Errorf("c3a: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
 			}
 			w.CopyFrom(merged)
 		} else {
-			w.Backend().Axpy(w.Buffer(), d.Buffer(), 1/float32(l.in))
+			l.addDelta(w, a, 1/float32(l.in))
 		}
 		l.MarkMerged(name)
 	}
@@ -232,11 +257,10 @@ func (l *Layer) Merge(names []string, safe bool) error {
 // Unmerge subtracts every merged adapter's update again, the last merged
 // first. Not safe for concurrent use.
 func (l *Layer) Unmerge() error {
-	w := l.base.Weight
 	for l.AnyMerged() {
 		merged := l.Merged()
 		a, _ := l.Get(merged[len(merged)-1])
-		w.Backend().Axpy(w.Buffer(), l.delta(a).Buffer(), -1/float32(l.in))
+		l.addDelta(l.base.Weight, a, -1/float32(l.in))
 		l.PopMerged()
 	}
 	return nil
