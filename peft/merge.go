@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/tuners"
 )
 
 // MergeOption configures Merge and MergeAndUnload.
@@ -134,6 +135,12 @@ func (m *Model) Unload() (nn.Module, error) {
 		}
 		if err := w.Parent.SetChild(w.Name, repl); err != nil {
 			return nil, fmt.Errorf("peft: unloading %q: %w", w.Path, err)
+		}
+	}
+	// Prompt adapters that act inside the model (adaption prompt) leave it.
+	for _, a := range m.adapters {
+		if act, ok := a.encoder.(tuners.PromptActivator); ok {
+			act.SetEnabled(false)
 		}
 	}
 	m.unloaded = true
