@@ -14,9 +14,10 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"slices"
+
+	"github.com/gopeft/gopeft/bench/benchtable"
 )
 
 func main() {
@@ -28,30 +29,12 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if !slices.Contains(Stats, *stat) {
-		fmt.Fprintf(os.Stderr, "benchtable: -stat=%s: want one of %v\n", *stat, Stats)
+	if !slices.Contains(benchtable.Stats, *stat) {
+		fmt.Fprintf(os.Stderr, "benchtable: -stat=%s: want one of %v\n", *stat, benchtable.Stats)
 		os.Exit(2)
 	}
-	if err := run(os.Stdin, os.Stdout, *metric, *base, *stat); err != nil {
+	if err := benchtable.Run(os.Stdin, os.Stdout, *metric, *base, *stat); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
-}
-
-func run(r io.Reader, w io.Writer, metric, base, stat string) error {
-	res, err := Parse(r, metric)
-	if err != nil {
-		return err
-	}
-	res.Stat = stat
-	if len(res.Rows) == 0 {
-		return fmt.Errorf("no benchmark results with metric %q in the input", metric)
-	}
-	if err := res.Write(w, base); err != nil {
-		return err
-	}
-	if res.Failed {
-		return fmt.Errorf("the benchmark run reported a failure (see FAIL lines above the table)")
-	}
-	return nil
 }

@@ -1,4 +1,8 @@
-package main
+// Package benchtable turns `go test -bench` output from the bench package
+// into one table: a row per benchmark case, a column per backend, and the
+// speed-up of every backend over every slower-ranked one. The benchtable
+// command and `gopeft bench` print it.
+package benchtable
 
 import (
 	"bufio"
@@ -245,4 +249,25 @@ func formatValue(v float64) string {
 	default:
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
+}
+
+// Run reads `go test -bench` output from r and writes the table of metric
+// to w, base first, summing up repeated runs by stat ("median" or "best").
+// It fails when the input holds no result or reports a failure.
+func Run(r io.Reader, w io.Writer, metric, base, stat string) error {
+	res, err := Parse(r, metric)
+	if err != nil {
+		return err
+	}
+	res.Stat = stat
+	if len(res.Rows) == 0 {
+		return fmt.Errorf("no benchmark results with metric %q in the input", metric)
+	}
+	if err := res.Write(w, base); err != nil {
+		return err
+	}
+	if res.Failed {
+		return fmt.Errorf("the benchmark run reported a failure (see FAIL lines above the table)")
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package benchtable
 
 import (
 	"bytes"
@@ -85,7 +85,7 @@ func TestWrite(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.metric+"/"+tc.stat, func(t *testing.T) {
 			var out bytes.Buffer
-			if err := run(strings.NewReader(sample), &out, tc.metric, "purego", tc.stat); err != nil {
+			if err := Run(strings.NewReader(sample), &out, tc.metric, "purego", tc.stat); err != nil {
 				t.Fatal(err)
 			}
 			for _, w := range tc.want {
@@ -106,7 +106,7 @@ func TestRunErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := run(strings.NewReader(tc.input), &bytes.Buffer{}, "GFLOP/s", "purego", "median"); err == nil {
+			if err := Run(strings.NewReader(tc.input), &bytes.Buffer{}, "GFLOP/s", "purego", "median"); err == nil {
 				t.Error("run succeeded, want an error")
 			}
 		})
