@@ -27,6 +27,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/psoft"
 	"github.com/gopeft/gopeft/tuners/road"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
+	"github.com/gopeft/gopeft/tuners/unilora"
 	"github.com/gopeft/gopeft/tuners/vblora"
 	"github.com/gopeft/gopeft/tuners/vera"
 )
@@ -57,6 +58,7 @@ var methods = map[string]tuners.Method{
 	psoft.PeftType:           psoft.Method{},
 	road.PeftType:            road.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
+	unilora.PeftType:         unilora.Method{},
 	vblora.PeftType:          vblora.Method{},
 	vera.PeftType:            vera.Method{},
 }
