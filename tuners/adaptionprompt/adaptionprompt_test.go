@@ -329,3 +329,19 @@ func TestMask(t *testing.T) {
 	openGates(m)
 	prompttest.Mask(t, m, nil)
 }
+
+// TestUnload checks that the unloaded model is the plain base model.
+func TestUnload(t *testing.T) {
+	m, base := newModel(t, config(2, 2))
+	openGates(m)
+	root, err := m.Unload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root != base {
+		t.Fatal("Unload returned another model")
+	}
+	if err := prompttest.Close(baseLogits(t, base), baseLogits(t, prompttest.Base(t, 6)), 0); err != nil {
+		t.Errorf("unloaded model: %v", err)
+	}
+}
