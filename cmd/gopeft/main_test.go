@@ -530,3 +530,24 @@ func TestUsage(t *testing.T) {
 		t.Errorf("-h: exit %d", code)
 	}
 }
+
+func TestBench(t *testing.T) {
+	stdout, stderr, code := gopeft(t, "bench", "--bench", "^64x256x256$", "--benchtime", "5ms", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rows []benchRow
+	if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) == 0 || rows[0].Case != "Gemm/64x256x256" || !(rows[0].GFLOPS > 0) {
+		t.Errorf("rows %+v", rows)
+	}
+	text, _, code := gopeft(t, "bench", "--bench", "^64x256x256$", "--benchtime", "5ms")
+	if code != 0 || !strings.Contains(text, "64x256x256") || !strings.Contains(text, "purego") {
+		t.Errorf("table (exit %d):\n%s", code, text)
+	}
+	if _, stderr, code := gopeft(t, "bench", "--bench", "nothing"); code != 2 || !strings.Contains(stderr, "selects none") {
+		t.Errorf("empty selection: exit %d %q", code, stderr)
+	}
+}

@@ -1,3 +1,0 @@
-package main
-
-func runBench(e *env, args []string) error   { return nil }
