@@ -154,7 +154,7 @@ func (al *Allocator) UpdateAndAllocate(step int) error {
 		}
 	case step == cut:
 		budget, _ := al.Budget(step)
-		if al.layers[0].ipt[0] == nil {
+		if !al.recorded() {
 			return fmt.Errorf("adalora: step %d is the final allocation but no importance was recorded before it: call UpdateAndAllocate on every step", step)
 		}
 		c.RankPattern = al.maskToBudget(budget)
@@ -165,6 +165,17 @@ func (al *Allocator) UpdateAndAllocate(step int) error {
 		return al.maskWithPattern(c.RankPattern)
 	}
 	return nil
+}
+
+// recorded reports whether importance scores were recorded for every
+// layer that has a rank.
+func (al *Allocator) recorded() bool {
+	for _, st := range al.layers {
+		if st.layer.Rank(al.adapter) > 0 && st.ipt[0] == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // tensors returns the adapter's lora_A, lora_E and lora_B on l.

@@ -120,6 +120,39 @@ func TestLoadPrunedPEFTAdapter(t *testing.T) {
 		t.Fatalf("layer 2 rank %d, want 1", a.Dim(0))
 	}
 
+	// A layer pruned to rank 0 loads, contributes nothing, and trains
+	// through the final allocation without error.
+	m0, err := peft.Load(peftcheck.MLP(in, hidden, out), write(`{"0.lora_E": [false, false, false], "2.lora_E": [true, false, true]}`, map[string]int{"0": 0, "2": 2}), peft.Trainable(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var params []*nn.Tensor
+	for _, p := range m0.TrainableParameters() {
+		params = append(params, p.T)
+	}
+	opt := nn.NewAdamW(nn.DefaultAdamW(), nn.ParamGroup{Params: params, LR: 0.01})
+	for step := range 12 {
+		y, err := m0.Forward(models.Input{X: x, Shape: x.Shape()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss := nn.MeanAll(nn.Mul(y, y))
+		if extra, err := m0.LossTerms(); err != nil {
+			t.Fatal(err)
+		} else {
+			loss = nn.Add(loss, extra)
+		}
+		loss.Backward()
+		opt.Step()
+		if err := m0.AfterStep(step); err != nil {
+			t.Fatalf("rank-0 layer, step %d: %v", step, err)
+		}
+		opt.ZeroGrad()
+	}
+	if rp := m0.Config("default").(*adalora.Config).RankPattern; rp["0.lora_E"] == nil || len(rp["0.lora_E"]) != 0 || len(rp["2.lora_E"]) != 2 {
+		t.Fatalf("rank_pattern after training %v", rp)
+	}
+
 	for _, bad := range []struct{ pattern, want string }{
 		{`{"0.lora_E": [true, false], "2.lora_E": [false, true, false]}`, "0.lora_E"},
 		{`{"0.lora_E": [true, false, true], "9.lora_E": [false, true, false]}`, "9.lora_E"},
