@@ -313,6 +313,24 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 	return dw, nil
 }
 
+// weightDelta returns W0 * A + B for adapter a, without gradient, in a new
+// tensor: a rank-r B is added in place with one GEMM.
+func (l *Layer) weightDelta(a *adapter, w0 *nn.Tensor) *nn.Tensor {
+	dw := nn.Mul(w0, a.A().value(true))
+	if b := a.B(); b.kind == PathLoRA {
+		adapters.AddProduct(dw, b.xd.Detach(), b.xu.Detach(), false, false, 1)
+	} else {
+		dw = nn.Add(dw, b.value(true))
+	}
+	return dw
+}
+
+// biasDelta returns b0 * D + E + W0 C for adapter a, without gradient.
+func (l *Layer) biasDelta(a *adapter, w0, b0 *nn.Tensor) *nn.Tensor {
+	wc := nn.MatMul(w0, a.C().value(true)).Reshape(l.out)
+	return nn.Add(nn.Add(nn.Mul(b0, a.D().value(true)), a.E().value(true)), wc)
+}
+
 // Merge folds adapters (nil: the active ones) into the base weight and bias
 // in place, as PEFT does: adapters already merged are unmerged first, then
 // all of them are merged again against the recovered original weights,
@@ -336,20 +354,29 @@ func (l *Layer) Merge(names []string, safe bool) error {
 	}
 	all := append(prev, todo...)
 	w0, b0 := l.base.Weight.Detach(), l.baseBias()
-	w, b := w0, b0
+	var dw, b *nn.Tensor
+	b = b0
 	for _, name := range all {
 		a, _ := l.Get(name)
-		dw, db := l.deltas(a, w0, b0, true)
-		w = nn.Add(w, dw)
+		if d := l.weightDelta(a, w0); dw == nil {
+			dw = d
+		} else {
+			dw.Backend().Axpy(dw.Buffer(), d.Buffer(), 1)
+		}
 		if b0 != nil {
-			b = nn.Add(b, db)
+			b = nn.Add(b, l.biasDelta(a, w0, b0))
 		}
 	}
-	if safe && (!finite(w) || (b != nil && !finite(b))) {
-		return fmt.Errorf("glora: adapters %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", all)
+	// The bias update uses W0, so it is computed before W changes.
+	if safe {
+		w := nn.Add(w0, dw)
+		if !finite(w) || (b != nil && !finite(b)) {
+			return fmt.Errorf("glora: adapters %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", all)
+		}
+		l.base.Weight.CopyFrom(w)
+	} else {
+		l.base.Weight.Backend().Axpy(l.base.Weight.Buffer(), dw.Buffer(), 1)
 	}
-	// Both are computed before either is written: b uses W0.
-	l.base.Weight.CopyFrom(w)
 	if b0 != nil {
 		l.base.Bias.CopyFrom(b)
 	}
@@ -364,28 +391,48 @@ func finite(t *nn.Tensor) bool { return t.Backend().CountNonFinite(t.Buffer()) =
 
 // Unmerge recovers the original weights from the merged ones, as PEFT does:
 // W0 = (W - sum B_i) / (1 + sum A_i) and
-// b0 = (b - sum E_i - sum W0 C_i) / (1 + sum D_i). Not safe for concurrent
-// use.
+// b0 = (b - sum E_i - sum W0 C_i) / (1 + sum D_i). Rank-r terms are added
+// in place with GEMMs. Not safe for concurrent use.
 func (l *Layer) Unmerge() error {
 	merged := l.Merged()
 	if len(merged) == 0 {
 		return nil
 	}
-	var sumA, sumB, sumD, sumE *nn.Tensor
-	add := func(s, v *nn.Tensor) *nn.Tensor {
-		if s == nil {
-			return v
-		}
-		return nn.Add(s, v)
-	}
+	be := l.base.Weight.Backend()
+	num := l.base.Weight.Detach().Clone()
+	var den *nn.Tensor // 1 + sum A_i, [out, in] when some A_i is a product
 	for _, name := range merged {
 		a, _ := l.Get(name)
-		sumA, sumB = add(sumA, a.A().value(true)), add(sumB, a.B().value(true))
+		if b := a.B(); b.kind == PathLoRA {
+			adapters.AddProduct(num, b.xd.Detach(), b.xu.Detach(), false, false, -1)
+		} else {
+			num = nn.Sub(num, b.value(true))
+		}
+		if p := a.A(); p.kind == PathLoRA {
+			if den == nil || den.Len() != num.Len() {
+				full := nn.Full(be, 1, l.out, l.in)
+				if den != nil {
+					full = nn.Add(full, nn.AddScalar(den, -1))
+				}
+				den = full
+			}
+			adapters.AddProduct(den, p.xd.Detach(), p.xu.Detach(), false, false, 1)
+		} else if den == nil {
+			den = nn.AddScalar(p.value(true), 1)
+		} else {
+			den = nn.Add(den, p.value(true))
+		}
 	}
-	w0 := nn.Div(nn.Sub(l.base.Weight.Detach(), sumB), nn.AddScalar(sumA, 1))
+	w0 := nn.Div(num, den)
 	var b0 *nn.Tensor
 	if l.base.Bias != nil {
-		var sumWC *nn.Tensor
+		var sumD, sumE, sumWC *nn.Tensor
+		add := func(s, v *nn.Tensor) *nn.Tensor {
+			if s == nil {
+				return v
+			}
+			return nn.Add(s, v)
+		}
 		for _, name := range merged {
 			a, _ := l.Get(name)
 			sumD, sumE = add(sumD, a.D().value(true)), add(sumE, a.E().value(true))
