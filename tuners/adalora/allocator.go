@@ -22,7 +22,11 @@ import (
 //	opt.ZeroGrad()
 //
 // (It is therefore not a tuners.StepHook, which runs before the optimizer
-// step: a triplet masked there would be revived by the step.)
+// step: a triplet masked there would be revived by the step.) A peft.Model
+// runs an Allocator of its own for the adapter created for training from
+// Model.AfterStep, and Model.LossTerms returns its OrthRegLoss (see
+// Method.Prepare; the train package calls both): use those or an Allocator
+// made here, not both.
 //
 // Each call before total_step - tfinal updates the importance of every
 // entry of lora_A, lora_E and lora_B, |p * grad|, smoothed by an
