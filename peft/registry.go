@@ -26,6 +26,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/osf"
 	"github.com/gopeft/gopeft/tuners/psoft"
 	"github.com/gopeft/gopeft/tuners/road"
+	"github.com/gopeft/gopeft/tuners/tinylora"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
 	"github.com/gopeft/gopeft/tuners/unilora"
 	"github.com/gopeft/gopeft/tuners/vblora"
@@ -57,6 +58,7 @@ var methods = map[string]tuners.Method{
 	osf.PeftType:             osf.Method{},
 	psoft.PeftType:           psoft.Method{},
 	road.PeftType:            road.Method{},
+	tinylora.PeftType:        tinylora.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
 	unilora.PeftType:         unilora.Method{},
 	vblora.PeftType:          vblora.Method{},
