@@ -61,3 +61,19 @@ peak:
 lint: fmt-check vet
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) run $(STATICCHECK) -tags blas ./...
+
+# The command line's demo and its generators (cmd/gopeft, internal/demo):
+#   make demo        fine-tune the embedded tiny LLaMA (METHOD=lora|dora|ia3|...)
+#   make demo-base   regenerate internal/demo/base (the embedded base model)
+#   make merge-rss   measure gopeft merge's peak RSS on 4 shards of 256 MiB (writes 2.25 GiB to a temp dir)
+METHOD ?= lora
+.PHONY: demo demo-base merge-rss
+
+demo:
+	$(GO) run ./cmd/gopeft demo --method $(METHOD)
+
+demo-base:
+	$(GO) generate ./internal/demo
+
+merge-rss:
+	$(GO) test ./cmd/gopeft -run MergePeakRSS -merge-rss -v

@@ -107,7 +107,7 @@ type demoReport struct {
 func runDemo(e *env, args []string) error {
 	fs := e.newFlags("demo")
 	method := fs.String("method", "lora", "adapter method: "+strings.Join(demoMethods(), ", "))
-	out := fs.String("out", "gopeft-demo", "folder for the adapter and loss.png (replaced if it exists)")
+	out := fs.String("out", filepath.Join("out", "demo"), "folder for the adapter, loss.png and log_history.json (replaced if it exists)")
 	steps := fs.Int("steps", 200, "optimizer steps")
 	seed := fs.Uint64("seed", 1, "training seed")
 	nEval := fs.Int("eval", 200, "held-out prompts the accuracy is measured on")
