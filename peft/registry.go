@@ -25,6 +25,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/oft"
 	"github.com/gopeft/gopeft/tuners/osf"
 	"github.com/gopeft/gopeft/tuners/psoft"
+	"github.com/gopeft/gopeft/tuners/randlora"
 	"github.com/gopeft/gopeft/tuners/road"
 	"github.com/gopeft/gopeft/tuners/tinylora"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
@@ -57,6 +58,7 @@ var methods = map[string]tuners.Method{
 	oft.PeftType:             oft.Method{},
 	osf.PeftType:             osf.Method{},
 	psoft.PeftType:           psoft.Method{},
+	randlora.PeftType:        randlora.Method{},
 	road.PeftType:            road.Method{},
 	tinylora.PeftType:        tinylora.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
