@@ -1,0 +1,255 @@
+package waveft
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/gopeft/gopeft/internal/torchrand"
+	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/internal/adapters"
+)
+
+// adapter is one named WaveFT adapter of a layer.
+type adapter struct {
+	n       int
+	scaling float32
+	// rows and cols are the coefficient locations in the [out, in] update
+	// (PEFT's waveft_indices).
+	rows, cols []int
+	// spectrum is waveft_spectrum [n], the trainable coefficients.
+	spectrum *nn.Tensor
+	// left [out, n] and right [in, n] synthesise the update:
+	// delta = scaling * left diag(spectrum) right^T.
+	left, right *nn.Tensor
+}
+
+// Layer is an nn.Linear or GPT-2 nn.Conv1D with WaveFT adapters: Forward
+// returns base(x) + x delta^T for every active adapter, where delta
+// [out, in] is the single-level 2-D inverse wavelet transform (PEFT's
+// waverec2d with its padding and centred crop) of the sparse coefficient
+// matrix holding waveft_spectrum at waveft_indices, times scaling.
+//
+// The transform is linear in the coefficients and separable, so each
+// coefficient contributes an outer product of two synthesis columns (a
+// filter placed at its position, low- or high-pass by quadrant). The layer
+// builds those columns once per adapter, left [out, n] and right [in, n],
+// and applies delta as two GEMMs through the n coefficients (like a LoRA
+// of rank n); merging builds delta with one GEMM.
+//
+// Adding, deleting, activating and merging adapters are not safe for
+// concurrent use; Forward in evaluation mode is.
+type Layer struct {
+	adapters.Set[*adapter]
+	base    nn.Layer
+	weight  *nn.Tensor
+	conv1D  bool
+	in, out int
+}
+
+var (
+	_ tuners.Layer    = (*Layer)(nil)
+	_ tuners.Bufferer = (*Layer)(nil)
+	_ nn.Layer        = (*Layer)(nil)
+)
+
+// newLayer wraps an nn.Linear or nn.Conv1D.
+func newLayer(base nn.Module, seed uint64) (*Layer, error) {
+	l := &Layer{Set: adapters.NewSet[*adapter](seed)}
+	switch m := base.(type) {
+	case *nn.Linear:
+		l.base, l.weight, l.out, l.in = m, m.Weight, m.Weight.Dim(0), m.Weight.Dim(1)
+	case *nn.Conv1D:
+		l.base, l.weight, l.conv1D, l.in, l.out = m, m.Weight, true, m.Weight.Dim(0), m.Weight.Dim(1)
+	default:
+		return nil, fmt.Errorf("waveft: cannot adapt a %T: WaveFT supports Linear and GPT-2 Conv1D layers", base)
+	}
+	return l, nil
+}
+
+// Locations returns the coefficient locations of n coefficients for an
+// [out, in] update as PEFT draws them: the first n entries of
+// torch.randperm(out*in) under torch.Generator().manual_seed(seed), as
+// (row, column) = (p / in, p mod in).
+func Locations(out, in, n int, seed int64) (rows, cols []int) {
+	perm := torchrand.New(seed).Randperm(out * in)[:n]
+	rows, cols = make([]int, n), make([]int, n)
+	for j, p := range perm {
+		rows[j], cols[j] = int(p)/in, int(p)%in
+	}
+	return rows, cols
+}
+
+// addAdapter creates adapter name with n coefficients.
+func (l *Layer) addAdapter(name string, n int, cfg *Config, rng *nn.RNG) error {
+	if _, ok := l.Get(name); ok {
+		return fmt.Errorf("adapter %q already exists on this layer", name)
+	}
+	if n <= 0 || n > l.out*l.in {
+		return fmt.Errorf("adapter %q: n_frequency must be in [1, out*in = %d], got %d", name, l.out*l.in, n)
+	}
+	ra, err := newAxis(l.out, cfg.WaveletFamily, cfg.UseIDWT)
+	if err != nil {
+		return fmt.Errorf("adapter %q: %w", name, err)
+	}
+	ca, err := newAxis(l.in, cfg.WaveletFamily, cfg.UseIDWT)
+	if err != nil {
+		return fmt.Errorf("adapter %q: %w", name, err)
+	}
+	rows, cols := Locations(l.out, l.in, n, cfg.RandomLocSeed)
+	left, right := factors(ra, ca, rows, cols)
+	be := l.weight.Backend()
+	a := &adapter{n: n, scaling: float32(cfg.Scaling), rows: rows, cols: cols,
+		left: nn.New(be, left, l.out, n), right: nn.New(be, right, l.in, n)}
+	if cfg.InitWeights {
+		a.spectrum = nn.Zeros(be, n)
+	} else {
+		a.spectrum = nn.Normal(be, rng, 0, 0.01, n)
+	}
+	a.spectrum.SetRequiresGrad(true)
+	return l.Add(name, a)
+}
+
+// Forward returns base(x) plus the active adapters' contributions.
+func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
+	result := l.base.Forward(x)
+	if l.Bypass() {
+		return result
+	}
+	for _, name := range l.Active() {
+		a, _ := l.Get(name)
+		h := nn.Mul(nn.MatMul(x, a.right), nn.Scale(a.spectrum, a.scaling))
+		result = nn.Add(result, nn.MatMulT(h, a.left, false, true))
+	}
+	return result
+}
+
+// scaledLeft returns left * (scaling * spectrum) [out, n], detached.
+func (l *Layer) scaledLeft(a *adapter) *nn.Tensor {
+	return nn.Mul(a.left, nn.Scale(a.spectrum.Detach(), a.scaling))
+}
+
+// addDelta adds sign * delta to the base weight in place with one GEMM.
+func (l *Layer) addDelta(a *adapter, sign float32, safe bool) bool {
+	ls := l.scaledLeft(a)
+	if l.conv1D {
+		return adapters.MergeProduct(l.weight, a.right, ls, false, true, sign, safe)
+	}
+	return adapters.MergeProduct(l.weight, ls, a.right, false, true, sign, safe)
+}
+
+// DeltaWeight returns adapter name's weight update in the layout of the
+// base weight.
+func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
+	a, ok := l.Get(name)
+	if !ok {
+		return nil, fmt.Errorf("waveft: no adapter %q on this layer", name)
+	}
+	ls := l.scaledLeft(a)
+	if l.conv1D {
+		return nn.MatMulT(a.right, ls, false, true), nil
+	}
+	return nn.MatMulT(ls, a.right, false, true), nil
+}
+
+// Merge folds adapters (nil: the active ones) into the base weight in
+// place; adapters already merged are skipped. With safe, the merged weight
+// is checked for NaN/Inf first. Not safe for concurrent use.
+func (l *Layer) Merge(names []string, safe bool) error {
+	for _, name := range l.ToMerge(names) {
+		a, _ := l.Get(name)
+		if !l.addDelta(a, 1, safe) {
+			return fmt.Errorf("waveft: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
+		}
+		l.MarkMerged(name)
+	}
+	return nil
+}
+
+// Unmerge subtracts every merged adapter again, the last merged first.
+// Not safe for concurrent use.
+func (l *Layer) Unmerge() error {
+	for l.AnyMerged() {
+		_, a := l.PopMerged()
+		l.addDelta(a, -1, false)
+	}
+	return nil
+}
+
+// Buffers returns the coefficient locations PEFT draws from
+// random_loc_seed, "waveft_indices.<adapter>" [2, n] (rows, then columns).
+func (l *Layer) Buffers(adapter string) []tuners.Buffer {
+	a, ok := l.Get(adapter)
+	if !ok {
+		return nil
+	}
+	v := make([]int64, 0, 2*a.n)
+	for _, r := range a.rows {
+		v = append(v, int64(r))
+	}
+	for _, c := range a.cols {
+		v = append(v, int64(c))
+	}
+	return []tuners.Buffer{{Name: "waveft_indices." + adapter, Shape: []int{2, a.n}, I64: v}}
+}
+
+// Base returns the wrapped module.
+func (l *Layer) Base() nn.Module { return l.base }
+
+// Method returns "WAVEFT".
+func (l *Layer) Method() string { return PeftType }
+
+// SetTrainable makes adapter's spectrum require gradients or not.
+func (l *Layer) SetTrainable(adapter string, on bool) {
+	if a, ok := l.Get(adapter); ok {
+		a.spectrum.SetRequiresGrad(on)
+	}
+}
+
+// Delete removes an adapter. It fails if the layer does not hold it or
+// holds it merged. Not safe for concurrent use.
+func (l *Layer) Delete(name string) error {
+	if err := l.Remove(name); err != nil {
+		return fmt.Errorf("waveft: %w", err)
+	}
+	return nil
+}
+
+// AdapterParams returns adapter's spectrum under its saved name
+// "waveft_spectrum", or nil if the layer does not hold it.
+func (l *Layer) AdapterParams(adapter string) []nn.Param {
+	a, ok := l.Get(adapter)
+	if !ok {
+		return nil
+	}
+	return []nn.Param{{Name: "waveft_spectrum", T: a.spectrum}}
+}
+
+// Children lists "base_layer" and the waveft_spectrum container.
+func (l *Layer) Children() []nn.Child {
+	s := &adapters.ParamDict{}
+	for _, n := range l.Adapters() {
+		a, _ := l.Get(n)
+		s.Entries = append(s.Entries, nn.Param{Name: n, T: a.spectrum})
+	}
+	return []nn.Child{{Name: "base_layer", Module: l.base}, {Name: "waveft_spectrum", Module: s}}
+}
+
+// Params returns nil: the layer's tensors live in its children.
+func (l *Layer) Params() []nn.Param { return nil }
+
+// SetChild replaces the base layer by one of the same type and shape.
+func (l *Layer) SetChild(name string, m nn.Module) error {
+	if name != "base_layer" {
+		return fmt.Errorf("waveft: cannot replace child %q of an adapted layer", name)
+	}
+	nl, err := newLayer(m, 0)
+	if err != nil {
+		return err
+	}
+	if nl.conv1D != l.conv1D || !slices.Equal(nl.weight.Shape(), l.weight.Shape()) {
+		return fmt.Errorf("waveft: new base_layer %T does not match the adapted layer", m)
+	}
+	l.base, l.weight = nl.base, nl.weight
+	return nil
+}
