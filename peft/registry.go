@@ -32,6 +32,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/unilora"
 	"github.com/gopeft/gopeft/tuners/vblora"
 	"github.com/gopeft/gopeft/tuners/vera"
+	"github.com/gopeft/gopeft/tuners/waveft"
 )
 
 // methods maps each peft_type gopeft implements to its method. It is a plain
@@ -65,6 +66,7 @@ var methods = map[string]tuners.Method{
 	unilora.PeftType:         unilora.Method{},
 	vblora.PeftType:          vblora.Method{},
 	vera.PeftType:            vera.Method{},
+	waveft.PeftType:          waveft.Method{},
 }
 
 // Method returns the method registered for peftType ("LORA"; the lookup
