@@ -110,7 +110,8 @@ func replaceDir(tmp, dir string) error {
 // Trainer must have been made with the same model (same adapters and
 // config), data and seed; a different trainable-parameter list, seed or data
 // size is an error naming the field. Method-internal state that the adapter
-// files do not hold (AdaLoRA's importance averages) restarts.
+// files do not hold (the importance averages of AdaLoRA's rank allocator)
+// restarts, so such runs resume close to, not exactly on, the uninterrupted one.
 func (t *Trainer) Resume(dir string) error {
 	data, err := os.ReadFile(filepath.Join(dir, StateFile))
 	if err != nil {

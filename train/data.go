@@ -21,12 +21,17 @@ const IgnoreIndex = -100
 type Example struct {
 	IDs    []int32 `json:"input_ids"`
 	Labels []int32 `json:"labels,omitempty"`
+	// TaskID is the task of multitask prompt tuning (PEFT's task_ids);
+	// other methods ignore it.
+	TaskID int32 `json:"task_id,omitempty"`
 }
 
 // Batch is a padded batch of examples, row-major with shape [Rows, Seq].
 type Batch struct {
 	IDs, Labels []int32
 	Rows, Seq   int
+	// TaskIDs holds each row's Example.TaskID.
+	TaskIDs []int32
 	// Tokens is the number of labels that count in the loss (those not
 	// IgnoreIndex, after the causal shift: the first position of a row
 	// predicts nothing).
@@ -43,7 +48,9 @@ func Collate(examples []Example, pad int32) Batch {
 	b := Batch{Rows: len(examples), Seq: seq}
 	b.IDs = make([]int32, b.Rows*seq)
 	b.Labels = make([]int32, b.Rows*seq)
+	b.TaskIDs = make([]int32, b.Rows)
 	for r, e := range examples {
+		b.TaskIDs[r] = e.TaskID
 		for i := range seq {
 			id, label := pad, int32(IgnoreIndex)
 			if i < len(e.IDs) {
@@ -77,6 +84,9 @@ func Validate(examples []Example, vocab int) error {
 func (e Example) check(vocab int) error {
 	if len(e.IDs) < 2 {
 		return fmt.Errorf("input_ids has %d tokens, need at least 2", len(e.IDs))
+	}
+	if e.TaskID < 0 {
+		return fmt.Errorf("task_id %d is negative", e.TaskID)
 	}
 	if e.Labels != nil && len(e.Labels) != len(e.IDs) {
 		return fmt.Errorf("labels has %d entries for %d input_ids", len(e.Labels), len(e.IDs))

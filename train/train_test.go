@@ -425,3 +425,88 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("out-of-vocabulary id: %v", err)
 	}
 }
+
+// TestStepHooks: AdaLoRA's rank allocation runs through the model's step
+// hooks after every backward pass; by the end of the run only the target
+// budget of singular values is left non-zero (without the hooks, every lora_E
+// entry trains away from zero).
+func TestStepHooks(t *testing.T) {
+	if _, ok := peft.Method("ADALORA"); !ok {
+		t.Fatal("ADALORA is not registered")
+	}
+	base, err := llama.New(nil, demo.ModelConfig(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := peft.ParseConfig([]byte(`{"peft_type": "ADALORA", "init_r": 4, "target_r": 1, "lora_alpha": 8,
+		"tinit": 1, "tfinal": 2, "deltaT": 1, "total_step": 8, "target_modules": ["q_proj", "v_proj"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := peft.New(base, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := train.New(m, train.Config{LR: 1e-2, Steps: 8, BatchSize: 4, Seed: 1}, demo.Examples(demo.Shift, 40, 2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(); err != nil {
+		t.Fatal(err)
+	}
+	sd, err := m.StateDict(peft.DefaultAdapterName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonzero, total := 0, 0
+	for k, v := range sd {
+		if !strings.Contains(k, "lora_E") {
+			continue
+		}
+		for _, x := range v.Data() {
+			total++
+			if x != 0 {
+				nonzero++
+			}
+		}
+	}
+	// 4 adapted modules: 16 singular values, a budget of 4.
+	if total != 16 || nonzero > 4 || nonzero == 0 {
+		t.Errorf("%d of %d lora_E entries are non-zero, want at most the budget of 4", nonzero, total)
+	}
+}
+
+// TestTaskIDs: multitask prompt tuning trains with each example's task id.
+func TestTaskIDs(t *testing.T) {
+	base, err := llama.New(nil, demo.ModelConfig(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := peft.ParseConfig([]byte(`{"peft_type": "MULTITASK_PROMPT_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": 2, "num_tasks": 2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := peft.New(base, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := demo.Examples(demo.Shift, 8, 2)
+	for i := range data {
+		data[i].TaskID = int32(i % 2)
+	}
+	tr, err := train.New(m, train.Config{LR: 1e-2, Steps: 2, BatchSize: 4}, data, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(); err != nil {
+		t.Fatal(err)
+	}
+	data[0].TaskID = 5
+	tr, err = train.New(m, train.Config{LR: 1e-2, Steps: 1, BatchSize: 4, NoShuffle: true}, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Step(); err == nil {
+		t.Error("task id 5 of a 2-task adapter trained without an error")
+	}
+}

@@ -478,9 +478,12 @@ type tokenModel interface {
 // adapters inside it; a prompt-learning adapter, or a models.Model base, goes
 // through peft.Model.CausalLMLoss.
 func Loss(m *peft.Model, b Batch) (*nn.Tensor, error) {
-	prompt := false
+	prompt, multitask := false, false
 	for _, a := range m.ActiveAdapters() {
 		prompt = prompt || m.PromptEncoder(a) != nil
+		if c := m.Config(a); c != nil && c.Base().PeftType == multitaskType {
+			multitask = true
+		}
 	}
 	if tm, ok := m.Base().(tokenModel); ok && !prompt {
 		logits, err := tm.Forward(b.IDs, b.Rows, b.Seq)
@@ -489,8 +492,15 @@ func Loss(m *peft.Model, b Batch) (*nn.Tensor, error) {
 		}
 		return llama.CausalLMLoss(logits, b.Labels)
 	}
-	return m.CausalLMLoss(models.Input{IDs: b.IDs, Shape: []int{b.Rows, b.Seq}}, b.Labels, nil)
+	var tasks []int32
+	if multitask {
+		tasks = b.TaskIDs
+	}
+	return m.CausalLMLoss(models.Input{IDs: b.IDs, Shape: []int{b.Rows, b.Seq}}, b.Labels, tasks)
 }
+
+// multitaskType is the peft_type whose forward pass takes task ids.
+const multitaskType = "MULTITASK_PROMPT_TUNING"
 
 // stepJSON is StepInfo's JSON form: a NaN evaluation loss is left out.
 type stepJSON struct {
