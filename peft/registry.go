@@ -27,6 +27,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/psoft"
 	"github.com/gopeft/gopeft/tuners/randlora"
 	"github.com/gopeft/gopeft/tuners/road"
+	"github.com/gopeft/gopeft/tuners/shira"
 	"github.com/gopeft/gopeft/tuners/tinylora"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
 	"github.com/gopeft/gopeft/tuners/unilora"
@@ -61,6 +62,7 @@ var methods = map[string]tuners.Method{
 	psoft.PeftType:           psoft.Method{},
 	randlora.PeftType:        randlora.Method{},
 	road.PeftType:            road.Method{},
+	shira.PeftType:           shira.Method{},
 	tinylora.PeftType:        tinylora.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
 	unilora.PeftType:         unilora.Method{},
