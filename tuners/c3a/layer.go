@@ -21,7 +21,7 @@ type adapter struct {
 	// inverse DFT (without its 1/b). C[j, k] = cos(2 pi jk / b),
 	// S[j, k] = sin(2 pi jk / b).
 	fwd, inv *nn.Tensor
-	// ext holds (k + 1) mod b for k < 2b-1 (see hankel); reverse holds
+	// ext holds (k + 1) mod b for k < 2b-1 (see addDelta); reverse holds
 	// (b - t) mod b.
 	ext, reverse []int32
 }
@@ -188,32 +188,26 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 	return result
 }
 
-// hankel returns, without gradient, the [m, b, n, b] tensor H with
-// H[p, t', q, j] = kernel[p, q, (t' + j + 1) mod b]: block (p, q) of the
-// update with its rows in reverse order (row t of the update is row
-// t' = b-1-t of H, since (j - t) mod b = (t' + j + 1) mod b). A Hankel
-// matrix is a strided view of one extended row f[k] = kernel[(k+1) mod b],
-// k < 2b-1, so H is gathered by one strided copy, without index arrays the
-// size of the weight.
-func (l *Layer) hankel(a *adapter) *nn.Tensor {
+// addDelta adds alpha times the circulant update of adapter a (without the
+// 1/in) to w in place. Block row p of the update, with its rows in reverse
+// order, is the Hankel tensor H[t', q, j] = kernel[p, q, (t' + j + 1) mod b]
+// (row t of the update is row t' = b-1-t of H, since
+// (j - t) mod b = (t' + j + 1) mod b). A Hankel matrix is a strided view of
+// one extended row f[k] = kernel[(k+1) mod b], k < 2b-1, so H is gathered by
+// one strided copy into a scratch of b*in values, reused for every block
+// row, and each row of it is added to its row of w: no index arrays or
+// temporaries the size of the weight.
+func (l *Layer) addDelta(w *nn.Tensor, a *adapter, alpha float32) {
 	m, n, b := l.out/a.b, l.in/a.b, a.b
 	f := nn.Index(a.kernel.Detach(), 2, a.ext) // [m, n, 2b-1]
-	h := nn.Zeros(f.Backend(), m, b, n, b)
-	f.Backend().StridedCopy(h.Buffer(), f.Buffer(), []int{m, b, n, b}, []int{n * (2*b - 1), 1, 2*b - 1, 1})
-	return h
-}
-
-// addDelta adds alpha times the circulant update of adapter a (without the
-// 1/in) to w in place: every row of w gets its row of H (see hankel).
-func (l *Layer) addDelta(w *nn.Tensor, a *adapter, alpha float32) {
-	h := l.hankel(a)
-	b := a.b
-	be, hb, wb := w.Backend(), h.Buffer(), w.Buffer()
-	for p := range l.out / b {
+	h := nn.Zeros(f.Backend(), b, n, b)
+	be, fb, hb, wb := w.Backend(), f.Buffer(), h.Buffer(), w.Buffer()
+	shape, strides := []int{b, n, b}, []int{1, 2*b - 1, 1}
+	for p := range m {
+		off := p * n * (2*b - 1)
+		be.StridedCopy(hb, fb.Slice(off, fb.Len()-off), shape, strides)
 		for t := range b {
-			row := (p*b + t) * l.in
-			src := (p*b + b - 1 - t) * l.in
-			be.Axpy(wb.Slice(row, l.in), hb.Slice(src, l.in), alpha)
+			be.Axpy(wb.Slice((p*b+t)*l.in, l.in), hb.Slice((b-1-t)*l.in, l.in), alpha)
 		}
 	}
 }
@@ -231,7 +225,7 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 }
 
 // Merge folds adapters (nil: the active ones) into the base weight in
-// place, one row at a time from the gathered blocks (see hankel); adapters
+// place, one row at a time from the gathered blocks (see addDelta); adapters
 // already merged are skipped. With safe, the merged weight is computed aside
 // and checked for NaN/Inf first, and nothing changes on failure. Not safe
 // for concurrent use.

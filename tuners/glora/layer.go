@@ -313,15 +313,46 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 	return dw, nil
 }
 
-// weightDelta returns W0 * A + B for adapter a, without gradient, in a new
-// tensor: a rank-r B is added in place with one GEMM.
-func (l *Layer) weightDelta(a *adapter, w0 *nn.Tensor) *nn.Tensor {
-	dw := nn.Mul(w0, a.A().value(true))
-	if b := a.B(); b.kind == PathLoRA {
-		adapters.AddProduct(dw, b.xd.Detach(), b.xu.Detach(), false, false, 1)
-	} else {
-		dw = nn.Add(dw, b.value(true))
+// inPlace sets dst = op(dst, v) for dst [out, in] and a term value v
+// broadcast to it ([out, in], [out, 1] or [1]), without a temporary.
+func (l *Layer) inPlace(op kernels.BinaryOp, dst, v *nn.Tensor) {
+	vs := []int{l.in, 1}
+	switch {
+	case v.Len() == 1:
+		vs = []int{0, 0}
+	case v.Len() == l.out:
+		vs = []int{1, 0}
 	}
+	dst.Backend().Binary(op, dst.Buffer(), []int{l.out, l.in}, dst.Buffer(), []int{l.in, 1}, v.Buffer(), vs)
+}
+
+// addTerm adds sign times a term's value to dst [out, in] in place: a rank-r
+// product with one GEMM, anything else broadcast.
+func (l *Layer) addTerm(dst *nn.Tensor, p *path, sign float32) {
+	if p.kind == PathLoRA {
+		adapters.AddProduct(dst, p.xd.Detach(), p.xu.Detach(), false, false, sign)
+		return
+	}
+	v := p.value(true)
+	if sign < 0 {
+		l.inPlace(kernels.Sub, dst, v)
+	} else {
+		l.inPlace(kernels.Add, dst, v)
+	}
+}
+
+// weightDelta returns W0 * A + B for adapter a, without gradient, in one new
+// tensor: rank-r terms are computed by GEMMs into it, the product with W0
+// and B are applied in place.
+func (l *Layer) weightDelta(a *adapter, w0 *nn.Tensor) *nn.Tensor {
+	var dw *nn.Tensor
+	if p := a.A(); p.kind == PathLoRA {
+		dw = nn.MatMul(p.xd.Detach(), p.xu.Detach())
+		l.inPlace(kernels.Mul, dw, w0)
+	} else {
+		dw = nn.Mul(w0, p.value(true))
+	}
+	l.addTerm(dw, a.B(), 1)
 	return dw
 }
 
@@ -353,7 +384,9 @@ func (l *Layer) Merge(names []string, safe bool) error {
 		}
 	}
 	all := append(prev, todo...)
-	w0, b0 := l.base.Weight.Detach(), l.baseBias()
+	w, b0 := l.base.Weight, l.baseBias()
+	w0 := w.Detach()
+	be := w.Backend()
 	var dw, b *nn.Tensor
 	b = b0
 	for _, name := range all {
@@ -361,7 +394,7 @@ func (l *Layer) Merge(names []string, safe bool) error {
 		if d := l.weightDelta(a, w0); dw == nil {
 			dw = d
 		} else {
-			dw.Backend().Axpy(dw.Buffer(), d.Buffer(), 1)
+			be.Axpy(dw.Buffer(), d.Buffer(), 1)
 		}
 		if b0 != nil {
 			b = nn.Add(b, l.biasDelta(a, w0, b0))
@@ -369,13 +402,13 @@ func (l *Layer) Merge(names []string, safe bool) error {
 	}
 	// The bias update uses W0, so it is computed before W changes.
 	if safe {
-		w := nn.Add(w0, dw)
-		if !finite(w) || (b != nil && !finite(b)) {
+		be.Axpy(dw.Buffer(), w0.Buffer(), 1) // dw is now the merged weight
+		if !finite(dw) || (b != nil && !finite(b)) {
 			return fmt.Errorf("glora: adapters %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", all)
 		}
-		l.base.Weight.CopyFrom(w)
+		w.CopyFrom(dw)
 	} else {
-		l.base.Weight.Backend().Axpy(l.base.Weight.Buffer(), dw.Buffer(), 1)
+		be.Axpy(w.Buffer(), dw.Buffer(), 1)
 	}
 	if b0 != nil {
 		l.base.Bias.CopyFrom(b)
@@ -389,42 +422,40 @@ func (l *Layer) Merge(names []string, safe bool) error {
 // finite reports whether t holds no NaN or Inf.
 func finite(t *nn.Tensor) bool { return t.Backend().CountNonFinite(t.Buffer()) == 0 }
 
-// Unmerge recovers the original weights from the merged ones, as PEFT does:
-// W0 = (W - sum B_i) / (1 + sum A_i) and
+// Unmerge recovers the original weights from the merged ones in place, as
+// PEFT does: W0 = (W - sum B_i) / (1 + sum A_i) and
 // b0 = (b - sum E_i - sum W0 C_i) / (1 + sum D_i). Rank-r terms are added
-// in place with GEMMs. Not safe for concurrent use.
+// with GEMMs; only 1 + sum A_i needs a tensor of the weight's size (when
+// some A_i is a rank-r product). Not safe for concurrent use.
 func (l *Layer) Unmerge() error {
 	merged := l.Merged()
 	if len(merged) == 0 {
 		return nil
 	}
-	be := l.base.Weight.Backend()
-	num := l.base.Weight.Detach().Clone()
-	var den *nn.Tensor // 1 + sum A_i, [out, in] when some A_i is a product
+	w := l.base.Weight
+	be := w.Backend()
+	dense := false
 	for _, name := range merged {
 		a, _ := l.Get(name)
-		if b := a.B(); b.kind == PathLoRA {
-			adapters.AddProduct(num, b.xd.Detach(), b.xu.Detach(), false, false, -1)
-		} else {
-			num = nn.Sub(num, b.value(true))
-		}
-		if p := a.A(); p.kind == PathLoRA {
-			if den == nil || den.Len() != num.Len() {
-				full := nn.Full(be, 1, l.out, l.in)
-				if den != nil {
-					full = nn.Add(full, nn.AddScalar(den, -1))
-				}
-				den = full
-			}
-			adapters.AddProduct(den, p.xd.Detach(), p.xu.Detach(), false, false, 1)
-		} else if den == nil {
-			den = nn.AddScalar(p.value(true), 1)
-		} else {
-			den = nn.Add(den, p.value(true))
-		}
+		dense = dense || a.A().kind == PathLoRA || a.A().kind == PathNone
 	}
-	w0 := nn.Div(num, den)
-	var b0 *nn.Tensor
+	var den *nn.Tensor // 1 + sum A_i
+	if dense {
+		den = nn.Full(be, 1, l.out, l.in)
+	}
+	for _, name := range merged {
+		a, _ := l.Get(name)
+		switch {
+		case dense:
+			l.addTerm(den, a.A(), 1)
+		case den == nil:
+			den = nn.AddScalar(a.A().value(true), 1)
+		default:
+			den = nn.Add(den, a.A().value(true))
+		}
+		l.addTerm(w, a.B(), -1)
+	}
+	l.inPlace(kernels.Div, w, den)
 	if l.base.Bias != nil {
 		var sumD, sumE, sumWC *nn.Tensor
 		add := func(s, v *nn.Tensor) *nn.Tensor {
@@ -433,16 +464,13 @@ func (l *Layer) Unmerge() error {
 			}
 			return nn.Add(s, v)
 		}
+		w0 := w.Detach()
 		for _, name := range merged {
 			a, _ := l.Get(name)
 			sumD, sumE = add(sumD, a.D().value(true)), add(sumE, a.E().value(true))
 			sumWC = add(sumWC, nn.MatMul(w0, a.C().value(true)).Reshape(l.out))
 		}
-		b0 = nn.Div(nn.Sub(nn.Sub(l.base.Bias.Detach(), sumE), sumWC), nn.AddScalar(sumD, 1))
-	}
-	l.base.Weight.CopyFrom(w0)
-	if b0 != nil {
-		l.base.Bias.CopyFrom(b0)
+		l.base.Bias.CopyFrom(nn.Div(nn.Sub(nn.Sub(l.base.Bias.Detach(), sumE), sumWC), nn.AddScalar(sumD, 1)))
 	}
 	for l.AnyMerged() {
 		l.PopMerged()
