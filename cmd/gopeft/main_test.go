@@ -301,6 +301,14 @@ func TestMergeErrors(t *testing.T) {
 			t.Fatalf("%v: a failed merge left %s", c.args, out)
 		}
 	}
+	// An output folder that cannot be created (its parent is a file).
+	blocker := filepath.Join(root, "file")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := gopeft(t, "merge", "--base", base, "--adapter", good, "--out", filepath.Join(blocker, "out")); code != 1 || !strings.Contains(stderr, "not a directory") {
+		t.Errorf("unwritable output: exit %d %q", code, stderr)
+	}
 	leftovers, _ := filepath.Glob(filepath.Join(root, ".out.tmp-*"))
 	if len(leftovers) > 0 {
 		t.Errorf("temporary folders left: %v", leftovers)
@@ -549,5 +557,44 @@ func TestBench(t *testing.T) {
 	}
 	if _, stderr, code := gopeft(t, "bench", "--bench", "nothing"); code != 2 || !strings.Contains(stderr, "selects none") {
 		t.Errorf("empty selection: exit %d %q", code, stderr)
+	}
+}
+
+// TestMergeMethods: the streaming merge equals the in-memory one for methods
+// of every kind (additive, multiplicative, orthogonal, shared projections,
+// magnitude vectors), each on a 2-shard checkpoint.
+func TestMergeMethods(t *testing.T) {
+	root := t.TempDir()
+	base := filepath.Join(root, "base")
+	tinyCheckpoint(t, base, 3, 2)
+	targets := `"target_modules": ["q_proj", "v_proj", "up_proj", "down_proj"]`
+	for name, cfg := range map[string]string{
+		"dora":    `{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_dora": true, ` + targets + `}`,
+		"ia3":     `{"peft_type": "IA3", "feedforward_modules": ["down_proj"], ` + targets + `}`,
+		"lokr":    `{"peft_type": "LOKR", "r": 4, "alpha": 8, ` + targets + `}`,
+		"oft":     `{"peft_type": "OFT", "r": 0, "oft_block_size": 8, ` + targets + `}`,
+		"vera":    `{"peft_type": "VERA", "r": 8, ` + targets + `}`,
+		"adalora": `{"peft_type": "ADALORA", "init_r": 4, "target_r": 2, "total_step": 10, ` + targets + `}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := peft.ParseConfig([]byte(cfg))
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			ad := filepath.Join(root, name)
+			randomAdapter(t, base, ad, c, 9)
+			out := filepath.Join(root, name+"-merged")
+			if _, stderr, code := gopeft(t, "merge", "--base", base, "--adapter", ad, "--out", out); code != 0 {
+				t.Fatal(stderr)
+			}
+			want, got := inMemoryMerge(t, base, ad), readCheckpoint(t, out)
+			for k, w := range want {
+				for i := range w {
+					if math.Float32bits(got[k][i]) != math.Float32bits(w[i]) {
+						t.Fatalf("%s[%d] = %v, in-memory merge %v", k, i, got[k][i], w[i])
+					}
+				}
+			}
+		})
 	}
 }
