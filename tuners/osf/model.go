@@ -3,6 +3,7 @@ package osf
 import (
 	"fmt"
 
+	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
 )
 
@@ -13,7 +14,10 @@ const Prefix = "osf_"
 // value is ready to use and stateless.
 type Method struct{}
 
-var _ tuners.Method = Method{}
+var (
+	_ tuners.Method          = Method{}
+	_ tuners.TargetDefaulter = Method{}
+)
 
 // Type returns "OSF".
 func (Method) Type() string { return PeftType }
@@ -23,6 +27,20 @@ func (Method) Prefix() string { return Prefix }
 
 // NewConfig returns a *Config with PEFT's defaults.
 func (Method) NewConfig() tuners.Config { return NewConfig() }
+
+// DefaultTargets gives PEFT's default target_modules: the table's entry
+// for the model's model_type, and "all-linear" for model types the table
+// lacks (OSF's _prepare_adapter_config).
+func (Method) DefaultTargets(root nn.Module) (tuners.Targets, error) {
+	mt := ""
+	if t, ok := root.(tuners.ModelTyper); ok {
+		mt = t.ModelType()
+	}
+	if d, ok := tuners.DefaultTargetModules(PeftType, mt); ok {
+		return d, nil
+	}
+	return tuners.Pattern(tuners.AllLinear), nil
+}
 
 // Wrap adds adapter t.Adapter to the module at t.Path: it decomposes the
 // Linear's weight and freezes the top effective_rank directions (from

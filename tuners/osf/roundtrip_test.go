@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/peft"
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/internal/layertest"
 	"github.com/gopeft/gopeft/tuners/internal/peftcheck"
@@ -23,4 +24,23 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		}
 	}
 	peftcheck.RoundTrip(t, func() nn.Module { return peftcheck.MLP(6, 8, 4) }, cfg, x, keys)
+}
+
+// TestDefaultTargets checks PEFT's fallback: without target_modules and
+// without a model_type default, OSF adapts every linear layer.
+func TestDefaultTargets(t *testing.T) {
+	m, err := peft.New(peftcheck.MLP(6, 8, 4), osf.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	_ = nn.Walk(m.Base(), func(path string, mod nn.Module) error {
+		if _, ok := mod.(*osf.Layer); ok {
+			n++
+		}
+		return nil
+	})
+	if n != 2 {
+		t.Errorf("%d OSF layers, want 2 (every Linear)", n)
+	}
 }
