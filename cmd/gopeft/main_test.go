@@ -598,3 +598,31 @@ func TestMergeMethods(t *testing.T) {
 		})
 	}
 }
+
+func TestProgressBar(t *testing.T) {
+	var buf bytes.Buffer
+	e := &env{stderr: &buf, tty: true}
+	b := e.newBar(3, "work")
+	b.add(1) // within the delay: nothing drawn
+	if buf.Len() != 0 {
+		t.Fatalf("drawn before the delay: %q", buf.String())
+	}
+	b.start = b.start.Add(-2 * barDelay)
+	b.add(1)
+	b.describe("more work")
+	b.add(1)
+	b.finish()
+	if !strings.Contains(buf.String(), "work") {
+		t.Errorf("no bar drawn after the delay: %q", buf.String())
+	}
+	for _, quiet := range []*env{{stderr: &buf, tty: false}, {stderr: &buf, tty: true, json: true}} {
+		buf.Reset()
+		b := quiet.newBar(2, "x")
+		b.start = b.start.Add(-2 * barDelay)
+		b.add(2)
+		b.finish()
+		if buf.Len() != 0 {
+			t.Errorf("tty %v json %v: drawn %q", quiet.tty, quiet.json, buf.String())
+		}
+	}
+}

@@ -12,37 +12,60 @@ import (
 // isTerminal reports whether f is a terminal.
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
-// bar is a progress bar on stderr, or nothing when stderr is not a terminal
-// or the output is JSON.
-type bar struct{ b *progressbar.ProgressBar }
+// barDelay is how long work runs before its progress bar appears: quick work
+// shows none.
+const barDelay = time.Second
 
-// newBar starts a bar of total steps. Its first draw waits a second, so that
-// quick work shows none.
+// bar is a progress bar on stderr that appears once the work has taken
+// barDelay, and never when stderr is not a terminal or the output is JSON.
+type bar struct {
+	w     io.Writer // nil: no bar
+	total int
+	done  int
+	desc  string
+	start time.Time
+	b     *progressbar.ProgressBar
+}
+
+// newBar starts counting towards total steps.
 func (e *env) newBar(total int, desc string) *bar {
 	if e.json || !e.tty {
 		return &bar{}
 	}
-	return &bar{progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(e.stderr),
-		progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-		progressbar.OptionOnCompletion(func() {}),
-	)}
+	return &bar{w: e.stderr, total: total, desc: desc, start: time.Now()}
 }
 
 // add advances the bar by n.
 func (b *bar) add(n int) {
-	if b.b != nil {
-		_ = b.b.Add(n)
+	if b == nil || b.w == nil {
+		return
 	}
+	b.done += n
+	if b.b == nil {
+		if time.Since(b.start) < barDelay {
+			return
+		}
+		b.b = progressbar.NewOptions(b.total,
+			progressbar.OptionSetWriter(b.w),
+			progressbar.OptionSetDescription(b.desc),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+		)
+		_ = b.b.Set(b.done)
+		return
+	}
+	_ = b.b.Add(n)
 }
 
 // describe changes the bar's text.
 func (b *bar) describe(s string) {
+	if b == nil || b.w == nil {
+		return
+	}
+	b.desc = s
 	if b.b != nil {
 		b.b.Describe(s)
 	}
@@ -50,10 +73,8 @@ func (b *bar) describe(s string) {
 
 // finish completes and clears the bar.
 func (b *bar) finish() {
-	if b.b != nil {
+	if b != nil && b.b != nil {
 		_ = b.b.Finish()
 		_ = b.b.Clear()
 	}
 }
-
-var _ io.Writer = os.Stderr
