@@ -77,11 +77,12 @@ type adapter struct {
 // pathNames are the containers of the five terms.
 var pathNames = [5]string{"glora_A", "glora_B", "glora_C", "glora_D", "glora_E"}
 
-func (a *adapter) A() *path { return a.paths[0] }
-func (a *adapter) B() *path { return a.paths[1] }
-func (a *adapter) C() *path { return a.paths[2] }
-func (a *adapter) D() *path { return a.paths[3] }
-func (a *adapter) E() *path { return a.paths[4] }
+// termA ... termE return the adapter's five terms.
+func (a *adapter) termA() *path { return a.paths[0] }
+func (a *adapter) termB() *path { return a.paths[1] }
+func (a *adapter) termC() *path { return a.paths[2] }
+func (a *adapter) termD() *path { return a.paths[3] }
+func (a *adapter) termE() *path { return a.paths[4] }
 
 // Layer is an nn.Linear with GLoRA adapters: Forward returns base(x) plus,
 // for every active adapter, x (W0 * A + B)^T + (b0 * D + E + W0 C), the
@@ -196,10 +197,10 @@ func (l *Layer) addAdapter(name string, cfg *Config, rng *nn.RNG, trainable bool
 // the base layer has a bias, its bias update b0 * D + E + W0 C ([out]),
 // for the base weights w0 and b0.
 func (l *Layer) deltas(a *adapter, w0, b0 *nn.Tensor, detach bool) (dw, db *nn.Tensor) {
-	dw = nn.Add(nn.Mul(w0, a.A().value(detach)), a.B().value(detach))
+	dw = nn.Add(nn.Mul(w0, a.termA().value(detach)), a.termB().value(detach))
 	if b0 != nil {
-		wc := nn.MatMul(w0, a.C().value(detach)).Reshape(l.out)
-		db = nn.Add(nn.Add(nn.Mul(b0, a.D().value(detach)), a.E().value(detach)), wc)
+		wc := nn.MatMul(w0, a.termC().value(detach)).Reshape(l.out)
+		db = nn.Add(nn.Add(nn.Mul(b0, a.termD().value(detach)), a.termE().value(detach)), wc)
 	}
 	return dw, db
 }
@@ -346,20 +347,20 @@ func (l *Layer) addTerm(dst *nn.Tensor, p *path, sign float32) {
 // and B are applied in place.
 func (l *Layer) weightDelta(a *adapter, w0 *nn.Tensor) *nn.Tensor {
 	var dw *nn.Tensor
-	if p := a.A(); p.kind == PathLoRA {
+	if p := a.termA(); p.kind == PathLoRA {
 		dw = nn.MatMul(p.xd.Detach(), p.xu.Detach())
 		l.inPlace(kernels.Mul, dw, w0)
 	} else {
 		dw = nn.Mul(w0, p.value(true))
 	}
-	l.addTerm(dw, a.B(), 1)
+	l.addTerm(dw, a.termB(), 1)
 	return dw
 }
 
 // biasDelta returns b0 * D + E + W0 C for adapter a, without gradient.
 func (l *Layer) biasDelta(a *adapter, w0, b0 *nn.Tensor) *nn.Tensor {
-	wc := nn.MatMul(w0, a.C().value(true)).Reshape(l.out)
-	return nn.Add(nn.Add(nn.Mul(b0, a.D().value(true)), a.E().value(true)), wc)
+	wc := nn.MatMul(w0, a.termC().value(true)).Reshape(l.out)
+	return nn.Add(nn.Add(nn.Mul(b0, a.termD().value(true)), a.termE().value(true)), wc)
 }
 
 // Merge folds adapters (nil: the active ones) into the base weight and bias
@@ -437,7 +438,7 @@ func (l *Layer) Unmerge() error {
 	dense := false
 	for _, name := range merged {
 		a, _ := l.Get(name)
-		dense = dense || a.A().kind == PathLoRA || a.A().kind == PathNone
+		dense = dense || a.termA().kind == PathLoRA || a.termA().kind == PathNone
 	}
 	var den *nn.Tensor // 1 + sum A_i
 	if dense {
@@ -447,13 +448,13 @@ func (l *Layer) Unmerge() error {
 		a, _ := l.Get(name)
 		switch {
 		case dense:
-			l.addTerm(den, a.A(), 1)
+			l.addTerm(den, a.termA(), 1)
 		case den == nil:
-			den = nn.AddScalar(a.A().value(true), 1)
+			den = nn.AddScalar(a.termA().value(true), 1)
 		default:
-			den = nn.Add(den, a.A().value(true))
+			den = nn.Add(den, a.termA().value(true))
 		}
-		l.addTerm(w, a.B(), -1)
+		l.addTerm(w, a.termB(), -1)
 	}
 	l.inPlace(kernels.Div, w, den)
 	if l.base.Bias != nil {
@@ -467,8 +468,8 @@ func (l *Layer) Unmerge() error {
 		w0 := w.Detach()
 		for _, name := range merged {
 			a, _ := l.Get(name)
-			sumD, sumE = add(sumD, a.D().value(true)), add(sumE, a.E().value(true))
-			sumWC = add(sumWC, nn.MatMul(w0, a.C().value(true)).Reshape(l.out))
+			sumD, sumE = add(sumD, a.termD().value(true)), add(sumE, a.termE().value(true))
+			sumWC = add(sumWC, nn.MatMul(w0, a.termC().value(true)).Reshape(l.out))
 		}
 		l.base.Bias.CopyFrom(nn.Div(nn.Sub(nn.Sub(l.base.Bias.Detach(), sumE), sumWC), nn.AddScalar(sumD, 1)))
 	}

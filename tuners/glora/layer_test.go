@@ -84,12 +84,12 @@ func reference(l *Layer, names []string, x *nn.Tensor) []float64 {
 	copy(beff, b)
 	for _, n := range names {
 		a, _ := l.Get(n)
-		A, B := dense(a.A(), out, in), dense(a.B(), out, in)
+		A, B := dense(a.termA(), out, in), dense(a.termB(), out, in)
 		for i := range weff {
 			weff[i] += w[i]*A[i] + B[i]
 		}
 		if b != nil {
-			C, D, E := dense(a.C(), in, 1), dense(a.D(), out, 0), dense(a.E(), out, 0)
+			C, D, E := dense(a.termC(), in, 1), dense(a.termD(), out, 0), dense(a.termE(), out, 0)
 			for o := range out {
 				v := b[o]*D[o] + E[o]
 				for i := range in {
