@@ -383,7 +383,7 @@ func (m *Model) loadWeights(adapter, dir string) error {
 	for name, data := range integers {
 		copy(ints[name].Data, data)
 	}
-	return nil
+	return m.reload(adapter)
 }
 
 // intState returns adapter's integer tensors by saved key.

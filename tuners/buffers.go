@@ -21,6 +21,15 @@ type Buffer struct {
 	// factors of a floating-point decomposition (an SVD), which a different
 	// implementation reproduces only to rounding.
 	Tol float64
+	// Model marks method-level state (FRoD's frod_V): Name is relative to
+	// the model, recorded as "base_model." + Name, not to the layer that
+	// reports it. Layers sharing it may all report it.
+	Model bool
+	// Gram says the buffer is defined only up to an orthogonal factor on
+	// the right, B Q (an eigenbasis of a repeated eigenvalue, which every
+	// implementation picks differently): it is compared through B B^T,
+	// within Tol.
+	Gram bool
 }
 
 // Bufferer is implemented by layers (and Shared.State values) holding
