@@ -210,12 +210,37 @@ func (l *Layer) inverseCols(a *adapter, first, second *nn.Tensor) (*nn.Tensor, *
 	return nn.Div(swap(first), det), nn.Neg(nn.Div(second, det))
 }
 
-// transform applies (first, second) to the base weight's rows and bias
-// and returns the results, without gradient.
+// blocks returns R as its diagonal blocks [out/group, group, group]:
+// R[i][i] = first_i and R[i][partner] = -second_i (first half of a group)
+// or +second_i (second half), i.e. first * I + second * P with P the
+// constant signed half-swap.
+func (l *Layer) blocks(first, second *nn.Tensor, group int) *nn.Tensor {
+	be := first.Backend()
+	id, p := make([]float32, group*group), make([]float32, group*group)
+	h := group / 2
+	for i := range group {
+		id[i*group+i] = 1
+		if i < h {
+			p[i*group+i+h] = -1
+		} else {
+			p[i*group+i-h] = 1
+		}
+	}
+	nb := l.out / group
+	f, s := first.Reshape(nb, group, 1), second.Reshape(nb, group, 1)
+	return nn.Add(nn.Mul(f, nn.New(be, id, group, group)), nn.Mul(s, nn.New(be, p, group, group)))
+}
+
+// transform returns R W and R b (nil without bias), without gradient. R
+// is block diagonal, so R W is one batched GEMM of the [group, group]
+// blocks with the [group, in] row blocks of W (inner size group), with no
+// copy of W beyond the result.
 func (l *Layer) transform(first, second *nn.Tensor, group int) (w, b *nn.Tensor) {
-	w = rotate(l.base.Weight.Detach(), first, second, group, 1, l.out, l.in)
+	nb := l.out / group
+	r := l.blocks(first, second, group)
+	w = nn.MatMul(r, l.base.Weight.Detach().Reshape(nb, group, l.in)).Reshape(l.out, l.in)
 	if l.base.Bias != nil {
-		b = rotate(l.base.Bias.Detach(), first, second, group, 1, l.out, 1)
+		b = nn.MatMul(r, l.base.Bias.Detach().Reshape(nb, group, 1)).Reshape(l.out)
 	}
 	return w, b
 }
@@ -263,10 +288,13 @@ func (l *Layer) Unmerge() error {
 		a, _ := l.Get(name)
 		f, s := l.cols(a, a.theta.Detach(), a.alpha.Detach())
 		first, second := l.inverseCols(a, f, s)
-		w, b := l.transform(first, second, a.group)
-		if !l.store(w, b, true) {
+		// R^-1 is finite exactly when its coefficients are: checking those
+		// (out values) spares a pass over the weight.
+		if first.Backend().CountNonFinite(first.Buffer())+second.Backend().CountNonFinite(second.Buffer()) != 0 {
 			return fmt.Errorf("road: adapter %q: its rotation is singular and cannot be unmerged", name)
 		}
+		w, b := l.transform(first, second, a.group)
+		l.store(w, b, false)
 		l.PopMerged()
 	}
 	return nil

@@ -212,3 +212,23 @@ func contains(b []byte, s string) bool {
 	}
 	return false
 }
+
+// TestUnmergeSingular checks that a rotation with a zero scale (no
+// inverse) refuses to unmerge and leaves the merged weight alone.
+func TestUnmergeSingular(t *testing.T) {
+	cfg := NewConfig()
+	cfg.GroupSize = 4
+	l, base := newTestLayer(t, 3, 4, cfg, "default", nil)
+	a, _ := l.Get("default")
+	a.alpha.CopyFrom(nn.Zeros(nil, a.alpha.Len()))
+	if err := l.Merge(nil, true); err != nil {
+		t.Fatal(err)
+	}
+	w := layertest.To64(base.Weight.Data())
+	if err := l.Unmerge(); err == nil {
+		t.Fatal("a singular rotation was unmerged")
+	}
+	if err := layertest.Close(base.Weight.Data(), w, 0, 0); err != nil {
+		t.Fatalf("a failed unmerge changed the weight: %v", err)
+	}
+}
