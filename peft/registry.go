@@ -12,6 +12,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/deft"
 	"github.com/gopeft/gopeft/tuners/delora"
 	"github.com/gopeft/gopeft/tuners/fourierft"
+	"github.com/gopeft/gopeft/tuners/frod"
 	"github.com/gopeft/gopeft/tuners/glora"
 	"github.com/gopeft/gopeft/tuners/gralora"
 	"github.com/gopeft/gopeft/tuners/hira"
@@ -49,6 +50,7 @@ var methods = map[string]tuners.Method{
 	glora.PeftType:           glora.Method{},
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
+	frod.PeftType:            frod.Method{},
 	hira.PeftType:            hira.Method{},
 	hra.PeftType:             hra.Method{},
 	ia3.PeftType:             ia3.Method{},
