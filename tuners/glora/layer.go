@@ -314,47 +314,92 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 	return dw, nil
 }
 
-// inPlace sets dst = op(dst, v) for dst [out, in] and a term value v
-// broadcast to it ([out, in], [out, 1] or [1]), without a temporary.
-func (l *Layer) inPlace(op kernels.BinaryOp, dst, v *nn.Tensor) {
-	vs := []int{l.in, 1}
+// chunkElems bounds the scratch that merging and unmerging use: rows of the
+// weight are processed in chunks of about this many values, so that no
+// temporary the size of the weight is made.
+const chunkElems = 1 << 20
+
+// rowsOf returns rows [r0, r1) of a term's value broadcast to the weight:
+// a window of a [out, in] or [out, 1] value, or the [1] constant itself.
+func rowsOf(v *nn.Tensor, r0, r1 int) *nn.Tensor {
+	if v.Len() == 1 {
+		return v
+	}
+	return nn.Slice(v, 0, r0, r1)
+}
+
+// inPlace sets dst = op(dst, v) for dst [n, in] and v [n, in], [n, 1] or
+// [1] (broadcast), without a temporary.
+func inPlace(op kernels.BinaryOp, dst, v *nn.Tensor) {
+	n, in := dst.Dim(0), dst.Dim(1)
+	vs := []int{in, 1}
 	switch {
 	case v.Len() == 1:
 		vs = []int{0, 0}
-	case v.Len() == l.out:
+	case v.Len() == n && in != 1:
 		vs = []int{1, 0}
 	}
-	dst.Backend().Binary(op, dst.Buffer(), []int{l.out, l.in}, dst.Buffer(), []int{l.in, 1}, v.Buffer(), vs)
+	dst.Backend().Binary(op, dst.Buffer(), []int{n, in}, dst.Buffer(), []int{in, 1}, v.Buffer(), vs)
 }
 
-// addTerm adds sign times a term's value to dst [out, in] in place: a rank-r
-// product with one GEMM, anything else broadcast.
-func (l *Layer) addTerm(dst *nn.Tensor, p *path, sign float32) {
+// addTermRows adds sign times rows [r0, r1) of a term's value to dst
+// ([r1-r0, in]) in place: a rank-r product with one GEMM, anything else
+// broadcast.
+func addTermRows(dst *nn.Tensor, p *path, r0, r1 int, sign float32) {
 	if p.kind == PathLoRA {
-		adapters.AddProduct(dst, p.xd.Detach(), p.xu.Detach(), false, false, sign)
+		adapters.AddProduct(dst, nn.Slice(p.xd.Detach(), 0, r0, r1), p.xu.Detach(), false, false, sign)
 		return
 	}
-	v := p.value(true)
+	v := rowsOf(p.value(true), r0, r1)
 	if sign < 0 {
-		l.inPlace(kernels.Sub, dst, v)
+		inPlace(kernels.Sub, dst, v)
 	} else {
-		l.inPlace(kernels.Add, dst, v)
+		inPlace(kernels.Add, dst, v)
 	}
 }
 
-// weightDelta returns W0 * A + B for adapter a, without gradient, in one new
-// tensor: rank-r terms are computed by GEMMs into it, the product with W0
-// and B are applied in place.
-func (l *Layer) weightDelta(a *adapter, w0 *nn.Tensor) *nn.Tensor {
-	var dw *nn.Tensor
-	if p := a.termA(); p.kind == PathLoRA {
-		dw = nn.MatMul(p.xd.Detach(), p.xu.Detach())
-		l.inPlace(kernels.Mul, dw, w0)
-	} else {
-		dw = nn.Mul(w0, p.value(true))
+// chunks calls fn for consecutive row ranges of the weight, with a scratch
+// [r1-r0, in] window of one reused buffer.
+func (l *Layer) chunks(fn func(r0, r1 int, scratch *nn.Tensor)) {
+	rows := max(1, min(l.out, chunkElems/max(l.in, 1)))
+	buf := nn.Zeros(l.base.Weight.Backend(), rows, l.in)
+	for r0 := 0; r0 < l.out; r0 += rows {
+		r1 := min(r0+rows, l.out)
+		fn(r0, r1, nn.Slice(buf, 0, 0, r1-r0))
 	}
-	l.addTerm(dw, a.termB(), 1)
-	return dw
+}
+
+// applyMerge sets w = w * (1 + sum A_i) + sum B_i in place, chunk by chunk.
+func (l *Layer) applyMerge(w *nn.Tensor, as []*adapter) {
+	be := w.Backend()
+	l.chunks(func(r0, r1 int, s *nn.Tensor) {
+		be.Fill(s.Buffer(), 1)
+		for _, a := range as {
+			addTermRows(s, a.termA(), r0, r1, 1)
+		}
+		wr := nn.Slice(w, 0, r0, r1)
+		inPlace(kernels.Mul, wr, s)
+		for _, a := range as {
+			addTermRows(wr, a.termB(), r0, r1, 1)
+		}
+	})
+}
+
+// applyUnmerge sets w = (w - sum B_i) / (1 + sum A_i) in place, chunk by
+// chunk.
+func (l *Layer) applyUnmerge(w *nn.Tensor, as []*adapter) {
+	be := w.Backend()
+	l.chunks(func(r0, r1 int, s *nn.Tensor) {
+		wr := nn.Slice(w, 0, r0, r1)
+		for _, a := range as {
+			addTermRows(wr, a.termB(), r0, r1, -1)
+		}
+		be.Fill(s.Buffer(), 1)
+		for _, a := range as {
+			addTermRows(s, a.termA(), r0, r1, 1)
+		}
+		inPlace(kernels.Div, wr, s)
+	})
 }
 
 // biasDelta returns b0 * D + E + W0 C for adapter a, without gradient.
@@ -366,7 +411,9 @@ func (l *Layer) biasDelta(a *adapter, w0, b0 *nn.Tensor) *nn.Tensor {
 // Merge folds adapters (nil: the active ones) into the base weight and bias
 // in place, as PEFT does: adapters already merged are unmerged first, then
 // all of them are merged again against the recovered original weights,
-// W = W0 + sum(W0 * A_i + B_i), b = b0 + sum(b0 * D_i + E_i + W0 C_i). With
+// W = W0 * (1 + sum A_i) + sum B_i, b = b0 + sum(b0 * D_i + E_i + W0 C_i),
+// in chunks of rows with a small reused scratch (rank-r terms added by
+// GEMMs), so no temporary the size of the weight is made. With
 // safe, the merged tensors are checked for NaN/Inf before they are written,
 // and nothing changes on failure (beyond the unmerge of earlier adapters).
 // Not safe for concurrent use.
@@ -385,31 +432,27 @@ func (l *Layer) Merge(names []string, safe bool) error {
 		}
 	}
 	all := append(prev, todo...)
+	as := make([]*adapter, len(all))
+	for i, name := range all {
+		as[i], _ = l.Get(name)
+	}
 	w, b0 := l.base.Weight, l.baseBias()
-	w0 := w.Detach()
-	be := w.Backend()
-	var dw, b *nn.Tensor
-	b = b0
-	for _, name := range all {
-		a, _ := l.Get(name)
-		if d := l.weightDelta(a, w0); dw == nil {
-			dw = d
-		} else {
-			be.Axpy(dw.Buffer(), d.Buffer(), 1)
-		}
-		if b0 != nil {
-			b = nn.Add(b, l.biasDelta(a, w0, b0))
+	// The bias update uses W0, so it is computed before W changes.
+	b := b0
+	if b0 != nil {
+		for _, a := range as {
+			b = nn.Add(b, l.biasDelta(a, w.Detach(), b0))
 		}
 	}
-	// The bias update uses W0, so it is computed before W changes.
 	if safe {
-		be.Axpy(dw.Buffer(), w0.Buffer(), 1) // dw is now the merged weight
-		if !finite(dw) || (b != nil && !finite(b)) {
+		merged := w.Detach().Clone()
+		l.applyMerge(merged, as)
+		if !finite(merged) || (b != nil && !finite(b)) {
 			return fmt.Errorf("glora: adapters %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", all)
 		}
-		w.CopyFrom(dw)
+		w.CopyFrom(merged)
 	} else {
-		be.Axpy(w.Buffer(), dw.Buffer(), 1)
+		l.applyMerge(w, as)
 	}
 	if b0 != nil {
 		l.base.Bias.CopyFrom(b)
@@ -425,38 +468,20 @@ func finite(t *nn.Tensor) bool { return t.Backend().CountNonFinite(t.Buffer()) =
 
 // Unmerge recovers the original weights from the merged ones in place, as
 // PEFT does: W0 = (W - sum B_i) / (1 + sum A_i) and
-// b0 = (b - sum E_i - sum W0 C_i) / (1 + sum D_i). Rank-r terms are added
-// with GEMMs; only 1 + sum A_i needs a tensor of the weight's size (when
-// some A_i is a rank-r product). Not safe for concurrent use.
+// b0 = (b - sum E_i - sum W0 C_i) / (1 + sum D_i). The weight is processed
+// in chunks of rows with a small reused scratch (rank-r terms added by
+// GEMMs). Not safe for concurrent use.
 func (l *Layer) Unmerge() error {
 	merged := l.Merged()
 	if len(merged) == 0 {
 		return nil
 	}
 	w := l.base.Weight
-	be := w.Backend()
-	dense := false
-	for _, name := range merged {
-		a, _ := l.Get(name)
-		dense = dense || a.termA().kind == PathLoRA || a.termA().kind == PathNone
+	as := make([]*adapter, len(merged))
+	for i, name := range merged {
+		as[i], _ = l.Get(name)
 	}
-	var den *nn.Tensor // 1 + sum A_i
-	if dense {
-		den = nn.Full(be, 1, l.out, l.in)
-	}
-	for _, name := range merged {
-		a, _ := l.Get(name)
-		switch {
-		case dense:
-			l.addTerm(den, a.termA(), 1)
-		case den == nil:
-			den = nn.AddScalar(a.termA().value(true), 1)
-		default:
-			den = nn.Add(den, a.termA().value(true))
-		}
-		l.addTerm(w, a.termB(), -1)
-	}
-	l.inPlace(kernels.Div, w, den)
+	l.applyUnmerge(w, as)
 	if l.base.Bias != nil {
 		var sumD, sumE, sumWC *nn.Tensor
 		add := func(s, v *nn.Tensor) *nn.Tensor {
