@@ -167,6 +167,14 @@ func TestMergeStreamingEqualsInMemory(t *testing.T) {
 	lh.TargetModules = tuners.Names("o_proj", "up_proj")
 	randomAdapter(t, base, ad2, lh, 2)
 
+	// One module per chunk: the chunked path must give the same bytes.
+	defer func(c int) { chunkBytes = c }(chunkBytes)
+	chunkBytes = 1
+	chunked := filepath.Join(root, "chunked")
+	if _, stderr, code := gopeft(t, "merge", "--base", base, "--adapter", ad1, "--adapter", ad2, "--out", chunked); code != 0 {
+		t.Fatalf("merge: exit %d: %s", code, stderr)
+	}
+	chunkBytes = 32 << 20
 	out := filepath.Join(root, "merged")
 	stdout, stderr, code := gopeft(t, "merge", "--base", base, "--adapter", ad1, "--adapter", ad2, "--out", out, "--json")
 	if code != 0 {
@@ -205,6 +213,15 @@ func TestMergeStreamingEqualsInMemory(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if c := readCheckpoint(t, chunked); len(c) != len(got) {
+		t.Errorf("chunked merge: %d tensors, want %d", len(c), len(got))
+	} else {
+		for k, v := range got {
+			if !slices.Equal(c[k], v) {
+				t.Errorf("chunked merge differs in %s", k)
+			}
+		}
+	}
 	// The merged folder loads as a model.
 	if _, err := llama.Load(out); err != nil {
 		t.Fatal(err)
@@ -233,6 +250,9 @@ func TestMergeWeightAndDType(t *testing.T) {
 		if info, _ := f.Info(n); info.DType != safetensors.BF16 {
 			t.Fatalf("%s is %s, want BF16", n, info.DType)
 		}
+	}
+	if c, err := llama.ReadConfig(half); err != nil || c.TorchDtype != "bfloat16" {
+		t.Errorf("merged config.json: torch_dtype %q, %v", c.TorchDtype, err)
 	}
 	o, h, w := readCheckpoint(t, base), readCheckpoint(t, half), readCheckpoint(t, full)
 	k := "model.layers.1.self_attn.q_proj.weight"

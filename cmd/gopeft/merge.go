@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -239,6 +240,11 @@ func mergeCheckpoint(e *env, baseDir, out string, adapters []*mergeAdapter, outD
 	if err := copyOtherFiles(baseDir, out); err != nil {
 		return nil, err
 	}
+	if outDType != "" {
+		if err := setTorchDType(filepath.Join(out, "config.json"), outDType); err != nil {
+			return nil, err
+		}
+	}
 	return rep, nil
 }
 
@@ -298,9 +304,21 @@ func copyFile(from, to string) error {
 // multiplied) in a checkpoint.
 var embeddingNames = map[string]bool{"embed_tokens": true, "wte": true, "word_embeddings": true, "embed_in": true}
 
+// chunkBytes bounds the float32 weights one injection holds at a time when
+// a shard must be converted (F16 and BF16 checkpoints): modules are merged
+// and written in groups of about this size.
+var chunkBytes = 32 << 20
+
 // mergeShard merges the adapters into the tensors of one shard and writes it
 // to outPath. It returns the number of tensors, their bytes and the merged
 // module paths.
+//
+// The modules that some adapter selects are read in chunks (all at once
+// when a method shares state across modules, such as VeRA's projections):
+// each chunk is wrapped, loaded, merged and written before the next one is
+// read, so that at most a chunk of converted weights is held besides the
+// shard's mapping. The output holds those tensors first, then the others as
+// stored (safetensors readers do not depend on the order).
 func mergeShard(path string, names []string, outPath string, adapters []*mergeAdapter, outDType, modelType string) (int, int64, []string, error) {
 	f, err := safetensors.Open(path)
 	if err != nil {
@@ -314,6 +332,7 @@ func mergeShard(path string, names []string, outPath string, adapters []*mergeAd
 		return 0, 0, nil, err
 	}
 	want := map[string]bool{}
+	whole := false
 	for _, a := range adapters {
 		sel, err := selectedModules(names0, a.cfg)
 		if err != nil {
@@ -322,37 +341,59 @@ func mergeShard(path string, names []string, outPath string, adapters []*mergeAd
 		for p := range sel {
 			want[p] = true
 		}
-	}
-	root, tensors, err := buildSkeleton(f, names, modelType, func(p string) bool { return want[p] })
-	if err != nil {
-		return 0, 0, nil, err
-	}
-	merged := map[string]bool{}
-	for i, a := range adapters {
-		paths, err := mergeInto(root, a)
-		if err != nil {
-			return 0, 0, nil, fmt.Errorf("%s: adapter %d (%s) on %s: %w", a.dir, i+1, a.cfg.Base().PeftType, path, err)
-		}
-		for _, p := range paths {
-			merged[p] = true
+		if m, ok := peft.Method(a.cfg.Base().PeftType); ok {
+			if _, shares := m.(tuners.Preparer); shares {
+				whole = true
+			}
 		}
 	}
-	// The module tree after unloading holds the final tensors (a
-	// modules_to_save copy may have replaced a module).
-	final := map[string]*nn.Tensor{}
-	_ = nn.Walk(root, func(p string, m nn.Module) error {
-		for _, prm := range m.Params() {
-			final[joinPath(p, prm.Name)] = prm.T
+	has := map[string]bool{}
+	for _, n := range names {
+		has[n] = true
+	}
+	// Group the selected modules (in shard order) into chunks.
+	var chunks [][]string
+	var chunkSize int
+	for _, n := range names {
+		mod, ok := strings.CutSuffix(n, ".weight")
+		if !ok || !want[mod] {
+			continue
 		}
-		return nil
-	})
+		info, _ := f.Info(n)
+		if len(chunks) == 0 || (!whole && chunkSize+4*info.Len() > chunkBytes) {
+			chunks = append(chunks, nil)
+			chunkSize = 0
+		}
+		chunks[len(chunks)-1] = append(chunks[len(chunks)-1], mod)
+		chunkSize += 4 * info.Len()
+	}
+	// Declare the tensors: each chunk's, then the rest.
+	var order []string
+	placed := map[string]bool{}
+	chunkNames := make([][]string, len(chunks))
+	for i, c := range chunks {
+		for _, mod := range c {
+			for _, n := range []string{mod + ".weight", mod + ".bias"} {
+				if has[n] && !placed[n] {
+					chunkNames[i] = append(chunkNames[i], n)
+					order = append(order, n)
+					placed[n] = true
+				}
+			}
+		}
+	}
+	for _, n := range names {
+		if !placed[n] {
+			order = append(order, n)
+		}
+	}
 	w, err := safetensors.NewWriter(outPath, f.Metadata())
 	if err != nil {
 		return 0, 0, nil, err
 	}
 	defer w.Abort()
 	var size int64
-	for _, n := range names {
+	for _, n := range order {
 		info, _ := f.Info(n)
 		dt := info.DType
 		if outDType != "" && safetensors.IsFloat(dt) {
@@ -364,30 +405,52 @@ func mergeShard(path string, names []string, outPath string, adapters []*mergeAd
 		sz, _ := safetensors.ItemSize(dt)
 		size += int64(sz * info.Len())
 	}
-	for _, n := range names {
-		info, _ := f.Info(n)
-		if t, ok := final[n]; ok && tensors[n] {
-			if err := w.WriteFloat32(n, hostData(t)); err != nil {
-				return 0, 0, nil, fmt.Errorf("%s: %w", outPath, err)
-			}
-			continue
+	merged := map[string]bool{}
+	for i, c := range chunks {
+		inChunk := map[string]bool{}
+		for _, mod := range c {
+			inChunk[mod] = true
 		}
-		if outDType != "" && safetensors.IsFloat(info.DType) && info.DType != outDType {
-			data, err := f.Float32(n)
-			if err != nil {
-				return 0, 0, nil, err
-			}
-			if err := w.WriteFloat32(n, data); err != nil {
-				return 0, 0, nil, fmt.Errorf("%s: %w", outPath, err)
-			}
-			continue
-		}
-		raw, err := f.Raw(n)
+		root, tensors, err := buildSkeleton(f, names, modelType, func(p string) bool { return inChunk[p] })
 		if err != nil {
 			return 0, 0, nil, err
 		}
-		if err := w.WriteRaw(n, raw); err != nil {
-			return 0, 0, nil, fmt.Errorf("%s: %w", outPath, err)
+		for k, a := range adapters {
+			paths, err := mergeInto(root, a)
+			if err != nil {
+				return 0, 0, nil, fmt.Errorf("%s: adapter %d (%s) on %s: %w", a.dir, k+1, a.cfg.Base().PeftType, path, err)
+			}
+			for _, p := range paths {
+				merged[p] = true
+			}
+		}
+		// The module tree after unloading holds the final tensors (a
+		// modules_to_save copy may have replaced a module).
+		final := map[string]*nn.Tensor{}
+		_ = nn.Walk(root, func(p string, m nn.Module) error {
+			for _, prm := range m.Params() {
+				final[joinPath(p, prm.Name)] = prm.T
+			}
+			return nil
+		})
+		for _, n := range chunkNames[i] {
+			if t, ok := final[n]; ok && tensors[n] {
+				if err := w.WriteFloat32(n, hostData(t)); err != nil {
+					return 0, 0, nil, fmt.Errorf("%s: %w", outPath, err)
+				}
+				continue
+			}
+			if err := copyTensor(w, f, n, outDType, outPath); err != nil {
+				return 0, 0, nil, err
+			}
+		}
+		if converted(f, chunkNames[i]) {
+			runtime.GC() // let the next chunk reuse this one's memory
+		}
+	}
+	for _, n := range order[len(placed):] {
+		if err := copyTensor(w, f, n, outDType, outPath); err != nil {
+			return 0, 0, nil, err
 		}
 	}
 	if err := w.Close(); err != nil {
@@ -399,6 +462,40 @@ func mergeShard(path string, names []string, outPath string, adapters []*mergeAd
 	}
 	sort.Strings(paths)
 	return len(names), size, paths, nil
+}
+
+// converted reports whether reading any of the named tensors as float32
+// converts it (dtypes other than F32).
+func converted(f *safetensors.File, names []string) bool {
+	for _, n := range names {
+		if info, _ := f.Info(n); info.DType != safetensors.F32 {
+			return true
+		}
+	}
+	return false
+}
+
+// copyTensor writes tensor n of f unchanged, or converted to outDType.
+func copyTensor(w *safetensors.Writer, f *safetensors.File, n, outDType, outPath string) error {
+	info, _ := f.Info(n)
+	if outDType != "" && safetensors.IsFloat(info.DType) && info.DType != outDType {
+		data, err := f.Float32(n)
+		if err != nil {
+			return err
+		}
+		if err := w.WriteFloat32(n, data); err != nil {
+			return fmt.Errorf("%s: %w", outPath, err)
+		}
+		return nil
+	}
+	raw, err := f.Raw(n)
+	if err != nil {
+		return err
+	}
+	if err := w.WriteRaw(n, raw); err != nil {
+		return fmt.Errorf("%s: %w", outPath, err)
+	}
+	return nil
 }
 
 // hostData returns t's elements, without a copy when they live in host
@@ -478,4 +575,29 @@ func joinPath(a, b string) string {
 		return b
 	}
 	return a + "." + b
+}
+
+// torchDTypes maps safetensors dtypes to config.json's torch_dtype names.
+var torchDTypes = map[string]string{safetensors.F32: "float32", safetensors.F16: "float16", safetensors.BF16: "bfloat16"}
+
+// setTorchDType rewrites the torch_dtype of a copied config.json (if there is
+// one) to the dtype the merged weights were written in.
+func setTorchDType(path, dtype string) error {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	doc["torch_dtype"], _ = json.Marshal(torchDTypes[dtype])
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return writeFileAtomic(path, append(out, '\n'))
 }

@@ -13,7 +13,10 @@ import (
 	"github.com/gopeft/gopeft/safetensors"
 )
 
-var mergeRSS = flag.Bool("merge-rss", false, "TestMergePeakRSS: write a 1.1 GiB checkpoint (4 shards of 256 MiB) and measure gopeft merge's peak RSS")
+var (
+	mergeRSS      = flag.Bool("merge-rss", false, "TestMergePeakRSS: write a 1.1 GiB checkpoint (4 shards of 256 MiB) and measure gopeft merge's peak RSS")
+	mergeRSSDType = flag.String("merge-rss-dtype", "F32", "TestMergePeakRSS: dtype of the checkpoint (F32, or BF16 for 128 MiB shards)")
+)
 
 // TestMergePeakRSS measures the peak resident memory of `gopeft merge` on a
 // checkpoint of 4 decoder shards of 256 MiB each (plus a 128 MiB shard of
@@ -39,7 +42,7 @@ func TestMergePeakRSS(t *testing.T) {
 	}
 	cfg := fmt.Sprintf(`{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": %d, "hidden_size": %d,
 "intermediate_size": %d, "num_hidden_layers": %d, "num_attention_heads": 16, "num_key_value_heads": 16,
-"rms_norm_eps": 1e-6, "torch_dtype": "float32"}`, vocab, hidden, inter, layers)
+"rms_norm_eps": 1e-6, "torch_dtype": %q}`, vocab, hidden, inter, layers, torchDTypes[*mergeRSSDType])
 	if err := os.WriteFile(filepath.Join(base, "config.json"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +87,10 @@ func TestMergePeakRSS(t *testing.T) {
 		chunk[i] = float32(i%1000) * 1e-4
 	}
 	var shardBytes int64
+	item, ok := safetensors.ItemSize(*mergeRSSDType)
+	if !ok || torchDTypes[*mergeRSSDType] == "" {
+		t.Fatalf("-merge-rss-dtype %s: want F32, F16 or BF16", *mergeRSSDType)
+	}
 	for i, s := range shards {
 		file := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
 		w, err := safetensors.NewWriter(filepath.Join(base, file), nil)
@@ -92,7 +99,7 @@ func TestMergePeakRSS(t *testing.T) {
 		}
 		var size int64
 		for _, ts := range s {
-			if err := w.Add(ts.name, safetensors.F32, ts.shape); err != nil {
+			if err := w.Add(ts.name, *mergeRSSDType, ts.shape); err != nil {
 				t.Fatal(err)
 			}
 			weightMap[ts.name] = file
@@ -102,7 +109,7 @@ func TestMergePeakRSS(t *testing.T) {
 			for _, d := range ts.shape {
 				n *= d
 			}
-			size += int64(4 * n)
+			size += int64(item * n)
 			for n > 0 {
 				k := min(n, len(chunk))
 				if err := w.WriteFloat32(ts.name, chunk[:k]); err != nil {
@@ -143,7 +150,7 @@ func TestMergePeakRSS(t *testing.T) {
 		t.Fatal(err)
 	}
 	peak := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024 // KiB on Linux
-	t.Logf("merged %d modules in %d shards (largest %d MiB, total %d MiB) in %.1fs: peak RSS %d MiB = %.2fx one shard",
+	t.Logf("%s: merged %d modules in %d shards (largest %d MiB, total %d MiB) in %.1fs: peak RSS %d MiB = %.2fx one shard", *mergeRSSDType,
 		len(rep.Merged), rep.Shards, shardBytes>>20, total>>20, rep.Seconds, peak>>20, float64(peak)/float64(shardBytes))
 	if len(rep.Merged) != layers*len(proj) {
 		t.Errorf("merged %d modules, want %d", len(rep.Merged), layers*len(proj))
