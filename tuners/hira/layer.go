@@ -194,20 +194,27 @@ func (e *Embedding) LookupChecked(ids []int32, shape ...int) (*nn.Tensor, error)
 	return e.Lookup(ids, shape...), nil
 }
 
-// sumModulation returns the summed B A of the named adapters, without
-// gradient.
-func (c *core) sumModulation(names []string) *nn.Tensor {
-	var sum *nn.Tensor
+// onePlusModulation returns 1 + the summed B A of the named adapters in
+// the base weight's layout, without gradient: a tensor of ones into which
+// each product is accumulated by one GEMM (beta 1), so no temporary the
+// size of the weight is made per adapter.
+func (c *core) onePlusModulation(names []string) *nn.Tensor {
+	m := nn.Full(c.weight.Backend(), 1, c.weight.Shape()...)
+	transposed := c.kind == conv1D || c.kind == embedding
+	m2 := m.Reshape(c.out, c.inK)
+	if transposed {
+		m2 = m.Reshape(c.inK, c.out)
+	}
 	for _, n := range names {
 		a, _ := c.Get(n)
-		m := c.modulation(a.a.Detach(), a.b.Detach(), a.r)
-		if sum == nil {
-			sum = m
+		a2, b2 := a.a.Detach().Reshape(a.r, c.inK), a.b.Detach().Reshape(c.out, a.r)
+		if transposed {
+			adapters.AddProduct(m2, a2, b2, true, true, 1)
 		} else {
-			sum = nn.Add(sum, m)
+			adapters.AddProduct(m2, b2, a2, false, false, 1)
 		}
 	}
-	return sum
+	return m
 }
 
 // Merge multiplies the base weight in place by 1 + the summed B A of the
@@ -219,7 +226,7 @@ func (c *core) Merge(names []string, safe bool) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	merged := nn.Mul(c.weight.Detach(), nn.AddScalar(c.sumModulation(todo), 1))
+	merged := nn.Mul(c.weight.Detach(), c.onePlusModulation(todo))
 	if safe && merged.Backend().CountNonFinite(merged.Buffer()) != 0 {
 		return fmt.Errorf("hira: adapters %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", todo)
 	}
@@ -238,7 +245,7 @@ func (c *core) Merge(names []string, safe bool) error {
 func (c *core) Unmerge() error {
 	for len(c.groups) > 0 {
 		g := c.groups[len(c.groups)-1]
-		w := nn.Div(c.weight.Detach(), nn.AddScalar(c.sumModulation(g), 1))
+		w := nn.Div(c.weight.Detach(), c.onePlusModulation(g))
 		if w.Backend().CountNonFinite(w.Buffer()) != 0 {
 			return fmt.Errorf("hira: adapters %q: 1 + B A has zero entries; the base weight cannot be restored", g)
 		}
