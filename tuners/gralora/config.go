@@ -93,12 +93,9 @@ func (c *Config) Validate() error {
 	if !t.ExcludeModules.IsZero() {
 		return fmt.Errorf("gralora: exclude_modules is not an option of GraLoRA (PEFT's GraloraConfig has no such field)")
 	}
-	if t.TargetModules.IsPattern() && len(t.LayersToTransform) > 0 {
-		return fmt.Errorf("gralora: layers_to_transform cannot be used when target_modules is a regex string")
-	}
-	if t.TargetModules.IsPattern() && len(t.LayersPattern) > 0 {
-		return fmt.Errorf("gralora: layers_pattern cannot be used when target_modules is a regex string")
-	}
+	// Unlike LoRA's, PEFT's GraloraConfig does not reject
+	// layers_to_transform or layers_pattern beside a regex target_modules
+	// (matching then ignores them), so neither does Validate.
 	return nil
 }
 
