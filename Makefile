@@ -65,8 +65,10 @@ lint: fmt-check vet
 # The command line's demo and its generators (cmd/gopeft, internal/demo):
 #   make demo        fine-tune the embedded tiny LLaMA (METHOD=lora|dora|ia3|...)
 #   make demo-base   regenerate internal/demo/base (the embedded base model)
-#   make merge-rss   measure gopeft merge's peak RSS on 4 shards of 256 MiB (writes 2.25 GiB to a temp dir)
+#   make merge-rss   measure gopeft merge's peak RSS on 4 shards of 256 MiB (writes 2.25 GiB to a temp dir;
+#                    MERGE_DTYPE=BF16 for 128 MiB BF16 shards)
 METHOD ?= lora
+MERGE_DTYPE ?= F32
 .PHONY: demo demo-base merge-rss
 
 demo:
@@ -76,4 +78,4 @@ demo-base:
 	$(GO) generate ./internal/demo
 
 merge-rss:
-	$(GO) test ./cmd/gopeft -run MergePeakRSS -merge-rss -v
+	$(GO) test ./cmd/gopeft -run MergePeakRSS -merge-rss -merge-rss-dtype $(MERGE_DTYPE) -v
