@@ -272,3 +272,35 @@ func TestWrapErrors(t *testing.T) {
 		t.Error("adding adapter \"a\" twice: no error")
 	}
 }
+
+func TestSeveralAdapters(t *testing.T) {
+	cfg := NewConfig()
+	cfg.R = 2
+	l, base := newTestLayer(t, 6, 5, cfg)
+	other := NewConfig()
+	other.R, other.InitWeights = 3, false
+	if _, err := (Method{}).Wrap(tuners.Target{Path: "lin", Module: l, Config: other, Adapter: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	l.SetActive([]string{"default", "other"})
+	a, _ := l.Get("default")
+	b, _ := l.Get("other")
+	x := layertest.Rand(rand.New(rand.NewPCG(3, 4)), 1, 4, 6)
+	want := reference(l, a, x)
+	db := referenceDelta(b, 6, 5)
+	xs := layertest.To64(x.Data())
+	for s := range 4 {
+		for o := range 5 {
+			for i := range 6 {
+				want[s*5+o] += xs[s*6+i] * db[o*6+i]
+			}
+		}
+	}
+	if err := layertest.Close(l.Forward(x).Data(), want, 1e-5, 1e-5); err != nil {
+		t.Fatalf("two active adapters: %v", err)
+	}
+	layertest.MergeUnmerge(t, l, base.Weight, x, 1e-5)
+	if got := l.Buffers("other"); len(got) != 1 || got[0].Name != "delora_w_norm.other" {
+		t.Errorf("buffers of adapter other: %+v", got)
+	}
+}

@@ -241,3 +241,38 @@ func TestConfig(t *testing.T) {
 		t.Errorf("round trip gave %+v from\n%s", c2, out)
 	}
 }
+
+func TestSeveralAdapters(t *testing.T) {
+	cfg := NewConfig()
+	cfg.R, cfg.Alpha = 4, 2
+	l, base, w := newTestLayer(t, 6, 4, false, cfg)
+	other := NewConfig()
+	other.R, other.GraloraK, other.HybridR, other.InitWeights = 3, 1, 1, false
+	if _, err := (Method{}).Wrap(tuners.Target{Path: "lin", Module: l, Config: other, Adapter: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	l.SetActive([]string{"default", "other"})
+	a, _ := l.Get("default")
+	b, _ := l.Get("other")
+	x := layertest.Rand(rand.New(rand.NewPCG(3, 4)), 1, 4, 6)
+	want := reference(l, base, a, x)
+	db := referenceDelta(l, b)
+	xs := layertest.To64(x.Data())
+	for s := range 4 {
+		for o := range 4 {
+			for i := range 6 {
+				want[s*4+o] += xs[s*6+i] * db[o*6+i]
+			}
+		}
+	}
+	if err := layertest.Close(l.Forward(x).Data(), want, 1e-5, 1e-5); err != nil {
+		t.Fatalf("two active adapters: %v", err)
+	}
+	layertest.MergeUnmerge(t, l, w, x, 1e-5)
+	if err := l.Delete("other"); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Adapters(); len(got) != 1 {
+		t.Errorf("after Delete: %q", got)
+	}
+}
