@@ -88,7 +88,10 @@ func (t *Trainer) SaveCheckpoint(dir string) (err error) {
 
 // replaceDir renames the folder tmp to dir, replacing a folder already there.
 func replaceDir(tmp, dir string) error {
-	if _, err := os.Stat(dir); err == nil {
+	if st, err := os.Stat(dir); err == nil {
+		if !st.IsDir() {
+			return fmt.Errorf("train: %s exists and is not a folder", dir)
+		}
 		old := tmp + ".old"
 		if err := os.Rename(dir, old); err != nil {
 			return fmt.Errorf("train: replacing %s: %w", dir, err)

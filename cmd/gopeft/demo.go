@@ -117,6 +117,9 @@ func runDemo(e *env, args []string) error {
 	if *steps <= 0 {
 		return usagef("--steps must be positive, got %d", *steps)
 	}
+	if err := checkOut(*out); err != nil {
+		return err
+	}
 	start := time.Now()
 	cfgJSON, lr, err := demoConfig(*method, *steps)
 	if err != nil {
@@ -261,7 +264,10 @@ func writeHistory(path string, h []train.StepInfo) error {
 
 // replaceDir renames the folder tmp to dir, replacing a folder already there.
 func replaceDir(tmp, dir string) error {
-	if _, err := os.Stat(dir); err == nil {
+	if st, err := os.Stat(dir); err == nil {
+		if !st.IsDir() {
+			return fmt.Errorf("%s exists and is not a folder", dir)
+		}
 		old := tmp + ".old"
 		if err := os.Rename(dir, old); err != nil {
 			return fmt.Errorf("replacing %s: %w", dir, err)

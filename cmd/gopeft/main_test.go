@@ -458,9 +458,13 @@ func TestTrain(t *testing.T) {
 		{[]string{"--base", root}, 1, "config.json"},
 		{[]string{"--schedule", "exp"}, 2, "unknown schedule"},
 		{[]string{"--lr", "-1"}, 1, "learning rate"},
+		{[]string{"--out", data}, 1, "d.jsonl exists and is not a folder"},
 	} {
 		a := []string{"train", "--base", base, "--data", data, "--config", cfgPath, "--out", fresh, "--steps", "1"}
 		a = append(a, c.args...)
+		if _, err := os.Stat(data); err != nil {
+			t.Fatalf("%v removed the data file", c.args)
+		}
 		_, stderr, code := gopeft(t, a...)
 		if code != c.code || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 && c.code == 1 {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, stderr, c.code, c.want)

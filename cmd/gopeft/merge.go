@@ -68,6 +68,9 @@ func runMerge(e *env, args []string) error {
 	case *out == "":
 		return usagef("--out is required")
 	}
+	if err := checkOut(*out); err != nil {
+		return err
+	}
 	outDType := ""
 	switch strings.ToLower(*dtype) {
 	case "":

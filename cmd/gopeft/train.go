@@ -65,6 +65,9 @@ func runTrain(e *env, args []string) error {
 	case *out == "":
 		return usagef("--out is required")
 	}
+	if err := checkOut(*out); err != nil {
+		return err
+	}
 	sch, err := train.ParseSchedule(*schedule)
 	if err != nil {
 		return usagef("--schedule: %v", err)
@@ -214,4 +217,13 @@ func tempDirBeside(path string) (string, error) {
 		return "", err
 	}
 	return tmp, nil
+}
+
+// checkOut fails early when the output path exists and is not a folder
+// (replacing it would destroy a file).
+func checkOut(path string) error {
+	if st, err := os.Stat(path); err == nil && !st.IsDir() {
+		return fmt.Errorf("%s exists and is not a folder", path)
+	}
+	return nil
 }
