@@ -24,6 +24,8 @@ type adapter struct {
 	weight     *nn.Tensor
 	rows, cols []int64
 	gather     []int32
+	// flat are the positions row*in + col, in weight's order.
+	flat []int32
 }
 
 // Layer is an nn.Linear with SHiRA adapters: Forward computes
@@ -77,6 +79,9 @@ func (l *Layer) addAdapter(name string, cfg *Config, rng *nn.RNG, trainable bool
 		return fmt.Errorf("adapter %q: r must be positive, got %d", name, r)
 	}
 	n := r * (l.in + l.out)
+	if int64(l.in)*int64(l.out) >= 1<<31 {
+		return fmt.Errorf("adapter %q: the [%d, %d] weight has too many entries for SHiRA's int32 positions", name, l.out, l.in)
+	}
 	if n > l.in*l.out {
 		return fmt.Errorf("adapter %q: r=%d gives %d SHiRA weights, more than the layer's %d", name, r, n, l.in*l.out)
 	}
@@ -89,9 +94,10 @@ func (l *Layer) addAdapter(name string, cfg *Config, rng *nn.RNG, trainable bool
 	}
 	a := &adapter{r: r, scaling: 1}
 	a.rows, a.cols = RandomMask(l.out, l.in, r, seed)
-	a.gather = make([]int32, l.out*l.in)
+	a.gather, a.flat = make([]int32, l.out*l.in), make([]int32, n)
 	for k := range a.rows {
-		a.gather[a.rows[k]*int64(l.in)+a.cols[k]] = int32(k + 1)
+		p := int32(a.rows[k]*int64(l.in) + a.cols[k])
+		a.gather[p], a.flat[k] = int32(k+1), p
 	}
 	be := l.base.Weight.Backend()
 	if cfg.InitWeights {
@@ -130,17 +136,30 @@ func (l *Layer) SetScale(adapter string, scale float32) {
 	}
 }
 
+// scatter adds alpha * scaling * shira_weight into w at the adapter's
+// positions, in place, with the backend's ScatterAdd: a merge touches
+// r*(out+in) entries, not the whole weight.
+func (l *Layer) scatter(w *nn.Tensor, a *adapter, alpha float32) {
+	vals := nn.Scale(a.weight.Detach(), alpha*a.scaling)
+	w.Backend().ScatterAdd(w.Buffer(), vals.Buffer(), a.flat, 1)
+}
+
 // Merge adds the updates of adapters (nil: the active ones) to the base
-// weight in place. With safe, nothing changes when the result holds NaN or
-// Inf. Not safe for concurrent use.
+// weight in place. With safe, the result is computed in a copy first and
+// nothing changes when it holds NaN or Inf. Not safe for concurrent use.
 func (l *Layer) Merge(names []string, safe bool) error {
 	for _, name := range l.ToMerge(names) {
 		a, _ := l.Get(name)
-		merged := nn.Add(l.base.Weight.Detach(), l.delta(a, a.weight.Detach()))
-		if safe && merged.Backend().CountNonFinite(merged.Buffer()) != 0 {
-			return fmt.Errorf("shira: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
+		if safe {
+			c := l.base.Weight.Detach().Clone()
+			l.scatter(c, a, 1)
+			if c.Backend().CountNonFinite(c.Buffer()) != 0 {
+				return fmt.Errorf("shira: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
+			}
+			l.base.Weight.CopyFrom(c)
+		} else {
+			l.scatter(l.base.Weight, a, 1)
 		}
-		l.base.Weight.CopyFrom(merged)
 		l.MarkMerged(name)
 	}
 	return nil
@@ -152,7 +171,7 @@ func (l *Layer) Unmerge() error {
 	for l.AnyMerged() {
 		merged := l.Merged()
 		a, _ := l.Get(merged[len(merged)-1])
-		l.base.Weight.CopyFrom(nn.Sub(l.base.Weight.Detach(), l.delta(a, a.weight.Detach())))
+		l.scatter(l.base.Weight, a, -1)
 		l.PopMerged()
 	}
 	return nil
