@@ -142,8 +142,26 @@ func rotate(a *adapter, z, lambda, vals *nn.Tensor, in int) *nn.Tensor {
 	if len(a.rows) == 0 {
 		return zl
 	}
-	zs := nn.Scatter(nn.Mul(nn.Index(z, 1, a.cols), vals), 1, a.rows, in)
-	return nn.Add(zs, zl)
+	return nn.Add(sparseProduct(z, vals, a.cols, a.rows, in), zl)
+}
+
+// sparseProduct returns z S^T for z [N, in] and the sparse S [in, in]
+// holding vals at (rows, cols), passed as (from, to) = (cols, rows); with
+// (from, to) = (rows, cols) it returns z S. When the gathered [N, nnz]
+// intermediate would outgrow a dense [in, in] S, S is built densely with
+// one Scatter and applied with a GEMM.
+func sparseProduct(z, vals *nn.Tensor, from, to []int32, in int) *nn.Tensor {
+	n := z.Dim(0)
+	if n*len(from) <= 4*in*in {
+		return nn.Scatter(nn.Mul(nn.Index(z, 1, from), vals), 1, to, in)
+	}
+	flat := make([]int32, len(from))
+	for k := range from {
+		// dense D[to, from] so that z D^T applies the map from -> to.
+		flat[k] = to[k]*int32(in) + from[k]
+	}
+	d := nn.Scatter(vals, 0, flat, in*in).Reshape(in, in)
+	return nn.MatMulT(z, d, false, true)
 }
 
 // adapted returns x W'^T for adapter a's reconstructed weight W' =
@@ -210,7 +228,7 @@ func (l *Layer) reconstructed(a *adapter) *nn.Tensor {
 	u := a.u
 	m := nn.Mul(u, a.lambdaL.Detach())
 	if len(a.rows) > 0 {
-		m = nn.Add(m, nn.Scatter(nn.Mul(nn.Index(u, 1, a.rows), a.sValues.Detach()), 1, a.cols, l.in))
+		m = nn.Add(m, sparseProduct(u, a.sValues.Detach(), a.rows, a.cols, l.in))
 	}
 	return m
 }
