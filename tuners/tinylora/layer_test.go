@@ -220,4 +220,3 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
-
