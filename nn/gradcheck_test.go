@@ -204,6 +204,8 @@ func gradCases() []gradCase {
 		add("RMSNorm/noweight", func() *Tensor { return RMSNormOp(x2, nil, 1e-6) }, x2)
 		table := r.p(5, 3)
 		add("Embedding", func() *Tensor { return EmbeddingOp(table, []int32{4, 0, 4, 2}, 2, 2) }, table)
+		src := r.p(2, 3, 2)
+		add("Scatter", func() *Tensor { return Scatter(src, 1, []int32{3, 0, 3}, 4) }, src)
 		rx := r.p(1, 2, 3, 4)
 		cos, sin := r.t(3, 4), r.t(3, 4)
 		add("Rope", func() *Tensor { return Rope(rx, cos, sin) }, rx)
