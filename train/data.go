@@ -24,6 +24,9 @@ type Example struct {
 	// TaskID is the task of multitask prompt tuning (PEFT's task_ids);
 	// other methods ignore it.
 	TaskID int32 `json:"task_id,omitempty"`
+	// TypeMask is CPT's input_type_mask, one entry per id (optional; other
+	// methods ignore it).
+	TypeMask []int32 `json:"input_type_mask,omitempty"`
 }
 
 // Batch is a padded batch of examples, row-major with shape [Rows, Seq].
@@ -32,6 +35,9 @@ type Batch struct {
 	Rows, Seq   int
 	// TaskIDs holds each row's Example.TaskID.
 	TaskIDs []int32
+	// TypeMask holds the examples' TypeMask, padded with 0, or nil when no
+	// example has one.
+	TypeMask []int32
 	// Tokens is the number of labels that count in the loss (those not
 	// IgnoreIndex, after the causal shift: the first position of a row
 	// predicts nothing).
@@ -49,8 +55,17 @@ func Collate(examples []Example, pad int32) Batch {
 	b.IDs = make([]int32, b.Rows*seq)
 	b.Labels = make([]int32, b.Rows*seq)
 	b.TaskIDs = make([]int32, b.Rows)
+	for _, e := range examples {
+		if e.TypeMask != nil {
+			b.TypeMask = make([]int32, b.Rows*seq)
+			break
+		}
+	}
 	for r, e := range examples {
 		b.TaskIDs[r] = e.TaskID
+		if b.TypeMask != nil {
+			copy(b.TypeMask[r*seq:], e.TypeMask)
+		}
 		for i := range seq {
 			id, label := pad, int32(IgnoreIndex)
 			if i < len(e.IDs) {
@@ -90,6 +105,9 @@ func (e Example) check(vocab int) error {
 	}
 	if e.Labels != nil && len(e.Labels) != len(e.IDs) {
 		return fmt.Errorf("labels has %d entries for %d input_ids", len(e.Labels), len(e.IDs))
+	}
+	if e.TypeMask != nil && len(e.TypeMask) != len(e.IDs) {
+		return fmt.Errorf("input_type_mask has %d entries for %d input_ids", len(e.TypeMask), len(e.IDs))
 	}
 	for j, id := range e.IDs {
 		if id < 0 || (vocab > 0 && int(id) >= vocab) {

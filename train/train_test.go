@@ -382,6 +382,8 @@ func TestReadJSONL(t *testing.T) {
 		{"{\"input_ids\": [1, 2], \"labels\": [1]}\n", "line 1: labels has 1 entries"},
 		{"{\"input_ids\": [1, 2], \"label\": [1, 2]}\n", "line 1: json: unknown field \"label\""},
 		{"\n\n{\"input_ids\": [3]}\n", "line 3: input_ids has 1 tokens"},
+		{"{\"input_ids\": [1, 2], \"input_type_mask\": [1]}\n", "line 1: input_type_mask has 1 entries"},
+		{"{\"input_ids\": [1, 2], \"task_id\": -1}\n", "line 1: task_id -1 is negative"},
 	} {
 		_, err := train.DecodeJSONL(bytes.NewReader([]byte(c.text)), 16)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -400,6 +402,13 @@ func TestCollate(t *testing.T) {
 	}
 	if !slices.Equal(b.IDs, []int32{1, 2, 3, 4, 5, 0}) || !slices.Equal(b.Labels, []int32{1, 2, 3, -100, 5, -100}) {
 		t.Errorf("ids %v labels %v", b.IDs, b.Labels)
+	}
+	if b.TypeMask != nil || !slices.Equal(b.TaskIDs, []int32{0, 0}) {
+		t.Errorf("type mask %v task ids %v without them in the examples", b.TypeMask, b.TaskIDs)
+	}
+	b = train.Collate([]train.Example{{IDs: []int32{1, 2}, TypeMask: []int32{1, 4}, TaskID: 1}, {IDs: []int32{4, 5, 6}}}, 0)
+	if !slices.Equal(b.TypeMask, []int32{1, 4, 0, 0, 0, 0}) || !slices.Equal(b.TaskIDs, []int32{1, 0}) {
+		t.Errorf("type mask %v task ids %v", b.TypeMask, b.TaskIDs)
 	}
 }
 

@@ -475,8 +475,10 @@ type tokenModel interface {
 // Loss returns the causal-LM loss of m on a batch (HuggingFace's: logits at
 // positions 0..n-2 against labels 1..n-1, IgnoreIndex left out). A base model
 // with a token forward pass (models/llama) is run directly with the injected
-// adapters inside it; a prompt-learning adapter, or a models.Model base, goes
-// through peft.Model.CausalLMLoss.
+// adapters inside it; a prompt-learning adapter goes through
+// peft.Model.PromptLoss (CPT's own loss with the batch's type mask; task ids
+// for multitask prompt tuning), and a models.Model base through
+// peft.Model.CausalLMLoss.
 func Loss(m *peft.Model, b Batch) (*nn.Tensor, error) {
 	prompt, multitask := false, false
 	for _, a := range m.ActiveAdapters() {
@@ -492,11 +494,23 @@ func Loss(m *peft.Model, b Batch) (*nn.Tensor, error) {
 		}
 		return llama.CausalLMLoss(logits, b.Labels)
 	}
-	var tasks []int32
-	if multitask {
-		tasks = b.TaskIDs
+	in := models.Input{IDs: b.IDs, Shape: []int{b.Rows, b.Seq}}
+	switch {
+	case multitask:
+		return m.CausalLMLoss(in, b.Labels, b.TaskIDs)
+	case prompt:
+		// CPT trains with a loss of its own that reads the type mask;
+		// PromptLoss is the causal-LM loss for the other methods.
+		mask := b.TypeMask
+		if mask == nil { // CPT's default: every token is a label (type 4)
+			mask = make([]int32, len(b.IDs))
+			for i := range mask {
+				mask[i] = 4
+			}
+		}
+		return m.PromptLoss(in, b.Labels, mask)
 	}
-	return m.CausalLMLoss(models.Input{IDs: b.IDs, Shape: []int{b.Rows, b.Seq}}, b.Labels, tasks)
+	return m.CausalLMLoss(in, b.Labels, nil)
 }
 
 // multitaskType is the peft_type whose forward pass takes task ids.
