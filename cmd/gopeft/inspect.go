@@ -138,6 +138,24 @@ func inspectAdapter(dir string) (*inspectReport, error) {
 		rep.Modules = append(rep.Modules, m)
 	}
 	sort.Strings(rep.Modules)
+	// Methods without LoRA-style factors: the config's r, or the rank_pattern
+	// entry that matches the module (PEFT's lookup).
+	var r int
+	if v, ok := raw["r"]; ok && json.Unmarshal(v, &r) == nil && r > 0 {
+		var pattern tuners.PatternMap[int]
+		if v, ok := raw["rank_pattern"]; ok {
+			_ = json.Unmarshal(v, &pattern)
+		}
+		for _, m := range rep.Modules {
+			if _, ok := rep.Ranks[m]; ok {
+				continue
+			}
+			rep.Ranks[m] = r
+			if pr, _, ok := pattern.Lookup(m); ok {
+				rep.Ranks[m] = pr
+			}
+		}
+	}
 	entries, _ := os.ReadDir(dir)
 	for _, en := range entries {
 		if _, err := os.Stat(filepath.Join(dir, en.Name(), peft.ConfigName)); en.IsDir() && err == nil {
