@@ -74,6 +74,26 @@ func lossPNG(path string, series ...[]float64) error {
 			px, py = x, y
 		}
 	}
+	// Labels: the value range on the y axis, the step range on the x axis,
+	// a legend.
+	black := color.RGBA{0x30, 0x30, 0x30, 0xff}
+	drawText(img, 2, margin/2-2, fmt.Sprintf("%.3g", hi), black)
+	drawText(img, 2, h-margin-6, fmt.Sprintf("%.3g", lo), black)
+	drawText(img, margin, h-margin+6, "1", black)
+	drawText(img, w-margin/2-4*len(fmt.Sprint(n)), h-margin+6, fmt.Sprint(n), black)
+	drawText(img, w/2-20, h-margin+6, "step", black)
+	scale := "loss"
+	if logScale {
+		scale = "loss (log)"
+	}
+	drawText(img, margin+8, margin/2-2, scale, black)
+	for si, name := range []string{"train", "eval"}[:min(2, len(series))] {
+		c := colors[si%len(colors)]
+		x := w - margin - 60
+		y := margin/2 + 10*si
+		line(img, x, y+2, x+10, y+2, c)
+		drawText(img, x+14, y, name, black)
+	}
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, img); err != nil {
 		return err
@@ -144,4 +164,32 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// glyphs is a 3x5 pixel font for the labels: each glyph is five rows of three
+// bits, top row first, leftmost pixel in the high bit.
+var glyphs = map[rune][5]uint8{
+	'0': {7, 5, 5, 5, 7}, '1': {2, 6, 2, 2, 7}, '2': {7, 1, 7, 4, 7}, '3': {7, 1, 7, 1, 7},
+	'4': {5, 5, 7, 1, 1}, '5': {7, 4, 7, 1, 7}, '6': {7, 4, 7, 5, 7}, '7': {7, 1, 1, 1, 1},
+	'8': {7, 5, 7, 5, 7}, '9': {7, 5, 7, 1, 7}, '.': {0, 0, 0, 0, 2}, '-': {0, 0, 7, 0, 0},
+	'+': {0, 2, 7, 2, 0}, 'e': {0, 7, 7, 4, 7}, 'a': {0, 6, 1, 7, 7}, 'i': {2, 0, 2, 2, 2},
+	'l': {2, 2, 2, 2, 3}, 'n': {0, 6, 5, 5, 5}, 'o': {0, 7, 5, 5, 7}, 'p': {0, 7, 5, 7, 4},
+	'r': {0, 6, 4, 4, 4}, 's': {0, 7, 6, 1, 7}, 't': {2, 7, 2, 2, 3}, 'v': {0, 5, 5, 5, 2},
+	'g': {0, 7, 5, 7, 1}, '(': {1, 2, 2, 2, 1}, ')': {4, 2, 2, 2, 4}, ' ': {},
+}
+
+// drawText writes s with its top-left corner at (x, y), each font pixel a
+// 1x1 dot, glyphs 4 pixels apart.
+func drawText(img *image.RGBA, x, y int, s string, c color.RGBA) {
+	for _, r := range s {
+		g := glyphs[r]
+		for row, bits := range g {
+			for col := range 3 {
+				if bits&(4>>col) != 0 {
+					img.Set(x+col, y+row, c)
+				}
+			}
+		}
+		x += 4
+	}
 }
