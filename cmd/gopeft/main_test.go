@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -539,8 +540,14 @@ func TestDemo(t *testing.T) {
 			t.Errorf("adapter_config.json lacks %s", k)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(out, "loss.png")); err != nil {
+	if pf, err := os.Open(filepath.Join(out, "loss.png")); err != nil {
 		t.Error(err)
+	} else {
+		img, err := png.Decode(pf)
+		pf.Close()
+		if err != nil || img.Bounds().Dx() != 640 {
+			t.Errorf("loss.png: %v", err)
+		}
 	}
 	_, stderr, code = gopeft(t, "demo", "--method", "nosuch", "--out", out+"2")
 	if code != 2 || !strings.Contains(stderr, "available: ") || !strings.Contains(stderr, "lora") {
