@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/gopeft/gopeft/internal/torchrand"
+	"github.com/gopeft/gopeft/kernels"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/internal/adapters"
@@ -22,6 +23,11 @@ type adapter struct {
 	// left [out, n] and right [in, n] synthesise the update:
 	// delta = scaling * left diag(spectrum) right^T.
 	left, right *nn.Tensor
+	// The same update as a sum of small patches, for merging: entry e adds
+	// coef[e] * scaling * spectrum[coeff[e]] at flat position pos[e] of the
+	// base weight (in its storage layout).
+	coeff, pos []int32
+	coef       *nn.Tensor
 }
 
 // Layer is an nn.Linear or GPT-2 nn.Conv1D with WaveFT adapters: Forward
@@ -35,7 +41,8 @@ type adapter struct {
 // filter placed at its position, low- or high-pass by quadrant). The layer
 // builds those columns once per adapter, left [out, n] and right [in, n],
 // and applies delta as two GEMMs through the n coefficients (like a LoRA
-// of rank n); merging builds delta with one GEMM.
+// of rank n). Merging adds the coefficients' small patches (filter length
+// squared entries each) into the weight with one Scatter instead.
 //
 // Adding, deleting, activating and merging adapters are not safe for
 // concurrent use; Forward in evaluation mode is.
@@ -101,6 +108,7 @@ func (l *Layer) addAdapter(name string, n int, cfg *Config, rng *nn.RNG) error {
 	be := l.weight.Backend()
 	a := &adapter{n: n, scaling: float32(cfg.Scaling), rows: rows, cols: cols,
 		left: nn.New(be, left, l.out, n), right: nn.New(be, right, l.in, n)}
+	a.coeff, a.pos, a.coef = l.patches(be, left, right, n)
 	if cfg.InitWeights {
 		a.spectrum = nn.Zeros(be, n)
 	} else {
@@ -124,18 +132,76 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 	return result
 }
 
-// scaledLeft returns left * (scaling * spectrum) [out, n], detached.
-func (l *Layer) scaledLeft(a *adapter) *nn.Tensor {
-	return nn.Mul(a.left, nn.Scale(a.spectrum.Detach(), a.scaling))
+// patches lists the nonzero products left[i, k] * right[j, k] (a few per
+// coefficient: the filters' supports) with their flat positions in the
+// base weight.
+func (l *Layer) patches(be kernels.Backend, left, right []float32, n int) (coeff, pos []int32, coef *nn.Tensor) {
+	type entry struct {
+		at int
+		v  float32
+	}
+	lcols, rcols := make([][]entry, n), make([][]entry, n)
+	for i := range l.out {
+		for k := range n {
+			if v := left[i*n+k]; v != 0 {
+				lcols[k] = append(lcols[k], entry{i, v})
+			}
+		}
+	}
+	for j := range l.in {
+		for k := range n {
+			if v := right[j*n+k]; v != 0 {
+				rcols[k] = append(rcols[k], entry{j, v})
+			}
+		}
+	}
+	var vals []float32
+	for k := range n {
+		for _, li := range lcols[k] {
+			for _, rj := range rcols[k] {
+				p := li.at*l.in + rj.at
+				if l.conv1D {
+					p = rj.at*l.out + li.at
+				}
+				coeff = append(coeff, int32(k))
+				pos = append(pos, int32(p))
+				vals = append(vals, li.v*rj.v)
+			}
+		}
+	}
+	return coeff, pos, nn.New(be, vals, len(vals))
 }
 
-// addDelta adds sign * delta to the base weight in place with one GEMM.
+// delta returns the adapter's update in the base weight's layout, without
+// gradient, built from its patches with one Scatter.
+func (l *Layer) delta(a *adapter) *nn.Tensor {
+	return nn.Scatter(patchValues(a, 1), 0, a.pos, l.out*l.in).Reshape(l.weight.Shape()...)
+}
+
+// patchValues returns sign * scaling * spectrum[coeff[e]] * coef[e], the
+// patches' entries, without gradient.
+func patchValues(a *adapter, sign float32) *nn.Tensor {
+	s := nn.Scale(a.spectrum.Detach(), a.scaling*sign)
+	return nn.Mul(nn.Index(s, 0, a.coeff), a.coef)
+}
+
+// addDelta adds sign * delta to the base weight in place by accumulating
+// the patches' entries at their positions (one ScatterAdd of a few
+// entries per coefficient, no dense temporary); false means safe found
+// NaN/Inf and left the weight alone.
 func (l *Layer) addDelta(a *adapter, sign float32, safe bool) bool {
-	ls := l.scaledLeft(a)
-	if l.conv1D {
-		return adapters.MergeProduct(l.weight, a.right, ls, false, true, sign, safe)
+	v := patchValues(a, sign)
+	if !safe {
+		l.weight.Backend().ScatterAdd(l.weight.Buffer(), v.Buffer(), a.pos, 1)
+		return true
 	}
-	return adapters.MergeProduct(l.weight, ls, a.right, false, true, sign, safe)
+	c := l.weight.Detach().Clone()
+	c.Backend().ScatterAdd(c.Buffer(), v.Buffer(), a.pos, 1)
+	if c.Backend().CountNonFinite(c.Buffer()) > 0 {
+		return false
+	}
+	l.weight.CopyFrom(c)
+	return true
 }
 
 // DeltaWeight returns adapter name's weight update in the layout of the
@@ -145,11 +211,7 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("waveft: no adapter %q on this layer", name)
 	}
-	ls := l.scaledLeft(a)
-	if l.conv1D {
-		return nn.MatMulT(a.right, ls, false, true), nil
-	}
-	return nn.MatMulT(ls, a.right, false, true), nil
+	return l.delta(a), nil
 }
 
 // Merge folds adapters (nil: the active ones) into the base weight in
