@@ -155,7 +155,7 @@ func (l *Layer) patches(be kernels.Backend, left, right []float32, n int) (coeff
 			}
 		}
 	}
-	var vals []float32
+	var lv, rv []float32
 	for k := range n {
 		for _, li := range lcols[k] {
 			for _, rj := range rcols[k] {
@@ -165,11 +165,11 @@ func (l *Layer) patches(be kernels.Backend, left, right []float32, n int) (coeff
 				}
 				coeff = append(coeff, int32(k))
 				pos = append(pos, int32(p))
-				vals = append(vals, li.v*rj.v)
+				lv, rv = append(lv, li.v), append(rv, rj.v)
 			}
 		}
 	}
-	return coeff, pos, nn.New(be, vals, len(vals))
+	return coeff, pos, nn.Mul(nn.New(be, lv, len(lv)), nn.New(be, rv, len(rv)))
 }
 
 // delta returns the adapter's update in the base weight's layout, without
