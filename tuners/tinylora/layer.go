@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -33,6 +34,11 @@ type adapter struct {
 	a, b, p *nn.Tensor
 	// v is the group's trainable vector [u], shared with other layers.
 	v *nn.Tensor
+	// ready fills a and b from the SVD of the base weight the first time
+	// they are needed, unless an adapter file provides them (see
+	// Method.PrepareLoad); err records a failed SVD.
+	ready *sync.Once
+	err   error
 }
 
 // Layer is an nn.Linear, GPT-2 nn.Conv1D or nn.Embedding with TinyLoRA
@@ -47,6 +53,10 @@ type adapter struct {
 // which agree with torch.linalg.svd on the golden data; they matter for a
 // newly created adapter (R mixes the singular directions), not for a
 // loaded one: tinylora_A and tinylora_B are always in the adapter file.
+// The SVD (a host decomposition, slow for large weights) runs when a new
+// adapter's factors are first needed (Forward, Merge, saving), never for
+// an adapter loaded from a file. If it fails to converge the factors stay
+// zero (the adapter is a no-op) and Merge reports the error.
 //
 // Adding, deleting, activating and merging adapters are not safe for
 // concurrent use; Forward and Lookup in evaluation mode are.
@@ -137,15 +147,35 @@ func (l *Layer) addAdapter(name string, cfg *Config, sl slot) error {
 	if sl.v.Dim(0) != cfg.U {
 		return fmt.Errorf("adapter %q: the shared v has %d entries, want u = %d", name, sl.v.Dim(0), cfg.U)
 	}
-	A, B, err := l.svdFactors(cfg.R)
-	if err != nil {
-		return fmt.Errorf("adapter %q: %w", name, err)
-	}
-	r := A.Dim(0)
+	r := min(cfg.R, l.out, l.in)
+	be := l.weight.Backend()
 	a := &adapter{r: r, u: cfg.U, dropout: float32(cfg.Dropout), saveP: cfg.SaveProjection,
-		seed: cfg.ProjectionSeed + int64(sl.index), a: A, b: B, v: sl.v}
-	a.p = nn.New(l.weight.Backend(), projections(cfg.U, r, a.seed), cfg.U, r, r)
+		seed: cfg.ProjectionSeed + int64(sl.index), a: nn.Zeros(be, r, l.in), b: nn.Zeros(be, l.out, r), v: sl.v,
+		ready: new(sync.Once)}
+	a.p = nn.New(be, projections(cfg.U, r, a.seed), cfg.U, r, r)
 	return l.Add(name, a)
+}
+
+// factors returns tinylora_A and tinylora_B, computing them from the base
+// weight on first use (safe for concurrent use).
+func (l *Layer) factors(a *adapter) (A, B *nn.Tensor) {
+	a.ready.Do(func() {
+		A, B, err := l.svdFactors(a.r)
+		if err != nil {
+			a.err = err
+			return
+		}
+		a.a.CopyFrom(A)
+		a.b.CopyFrom(B)
+	})
+	return a.a, a.b
+}
+
+// skipSVD marks adapter name's factors as provided by an adapter file.
+func (l *Layer) skipSVD(name string) {
+	if a, ok := l.Get(name); ok {
+		a.ready.Do(func() {})
+	}
 }
 
 // rMatrix returns R = sum_i v[i] P[i], [r, r].
@@ -167,9 +197,10 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 	}
 	for _, name := range l.Active() {
 		a, _ := l.Get(name)
-		h := nn.LinearOp(l.Dropout(x, a.dropout), a.a, nil)
+		A, B := l.factors(a)
+		h := nn.LinearOp(l.Dropout(x, a.dropout), A, nil)
 		h = nn.LinearOp(h, rMatrix(a, a.v), nil)
-		result = nn.Add(result, nn.LinearOp(h, a.b, nil))
+		result = nn.Add(result, nn.LinearOp(h, B, nil))
 	}
 	return result
 }
@@ -188,8 +219,9 @@ func (l *Layer) Lookup(ids []int32, shape ...int) *nn.Tensor {
 	outShape := result.Shape()
 	for _, name := range l.Active() {
 		a, _ := l.Get(name)
-		h := l.Dropout(nn.Index(a.b, 0, ids), a.dropout)
-		y := nn.MatMul(nn.MatMul(h, rMatrix(a, a.v)), a.a)
+		A, B := l.factors(a)
+		h := l.Dropout(nn.Index(B, 0, ids), a.dropout)
+		y := nn.MatMul(nn.MatMul(h, rMatrix(a, a.v)), A)
 		result = nn.Add(result, y.Reshape(outShape...))
 	}
 	return result
@@ -210,11 +242,12 @@ func (l *Layer) LookupChecked(ids []int32, shape ...int) (*nn.Tensor, error) {
 
 // addDelta adds sign * B R A to the base weight in place with one GEMM.
 func (l *Layer) addDelta(a *adapter, sign float32, safe bool) bool {
-	br := nn.MatMul(a.b, rMatrix(a, a.v.Detach()))
+	A, B := l.factors(a)
+	br := nn.MatMul(B, rMatrix(a, a.v.Detach()))
 	if l.kind == kindConv1D {
-		return adapters.MergeProduct(l.weight, a.a, br, true, true, sign, safe)
+		return adapters.MergeProduct(l.weight, A, br, true, true, sign, safe)
 	}
-	return adapters.MergeProduct(l.weight, br, a.a, false, false, sign, safe)
+	return adapters.MergeProduct(l.weight, br, A, false, false, sign, safe)
 }
 
 // DeltaWeight returns adapter name's weight update B R A in the layout of
@@ -224,11 +257,12 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("tinylora: no adapter %q on this layer", name)
 	}
-	br := nn.MatMul(a.b, rMatrix(a, a.v.Detach()))
+	A, B := l.factors(a)
+	br := nn.MatMul(B, rMatrix(a, a.v.Detach()))
 	if l.kind == kindConv1D {
-		return nn.MatMulT(a.a, br, true, true), nil
+		return nn.MatMulT(A, br, true, true), nil
 	}
-	return nn.MatMul(br, a.a), nil
+	return nn.MatMul(br, A), nil
 }
 
 // Merge folds adapters (nil: the active ones) into the base weight in
@@ -237,6 +271,9 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 func (l *Layer) Merge(names []string, safe bool) error {
 	for _, name := range l.ToMerge(names) {
 		a, _ := l.Get(name)
+		if l.factors(a); a.err != nil {
+			return fmt.Errorf("tinylora: adapter %q: %w", name, a.err)
+		}
 		if !l.addDelta(a, 1, safe) {
 			return fmt.Errorf("tinylora: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
 		}
@@ -302,7 +339,8 @@ func (l *Layer) AdapterParams(adapter string) []nn.Param {
 	if !ok {
 		return nil
 	}
-	ps := []nn.Param{{Name: "tinylora_A", T: a.a}, {Name: "tinylora_B", T: a.b}}
+	A, B := l.factors(a)
+	ps := []nn.Param{{Name: "tinylora_A", T: A}, {Name: "tinylora_B", T: B}}
 	if a.saveP {
 		ps = append(ps, nn.Param{Name: "tinylora_P", T: a.p})
 	}

@@ -37,7 +37,8 @@ func wrapAll(t *testing.T, cfg *Config, mods []nn.Module) []*Layer {
 }
 
 // refDelta returns B R A [out, in] in float64 from the adapter's tensors.
-func refDelta(a *adapter) *mat.Dense {
+func refDelta(l *Layer, a *adapter) *mat.Dense {
+	l.factors(a)
 	v := layertest.To64(a.v.Data())
 	p := layertest.To64(a.p.Data())
 	R := mat.NewDense(a.r, a.r, nil)
@@ -61,6 +62,7 @@ func TestSVDFactors(t *testing.T) {
 	lin := &nn.Linear{Weight: layertest.Rand(rng, 0.5, 5, 7)}
 	ls := wrapAll(t, NewConfig(), []nn.Module{lin})
 	a, _ := ls[0].Get("default")
+	ls[0].factors(a)
 	// B A is the best rank-2 approximation of W: compare with gonum's.
 	var svd mat.SVD
 	svd.Factorize(mat.NewDense(5, 7, layertest.To64(lin.Weight.Data())), mat.SVDThin)
@@ -114,7 +116,7 @@ func TestLayer(t *testing.T) {
 		if a.seed != 42+int64(i) {
 			t.Fatalf("layer %d: projection seed %d", i, a.seed)
 		}
-		d := refDelta(a)
+		d := refDelta(l, a)
 		x := layertest.Rand(rng, 1, 2, 3, tc.in)
 		xs, bs := layertest.To64(x.Data()), layertest.To64(tc.base.Forward(x).Data())
 		y := make([]float64, len(bs))
@@ -143,7 +145,7 @@ func TestEmbedding(t *testing.T) {
 	cfg.U, cfg.InitWeights, cfg.InitVBound = 4, InitUniform, 0.5
 	l := wrapAll(t, cfg, []nn.Module{emb})[0]
 	a, _ := l.Get("default")
-	d := refDelta(a)
+	d := refDelta(l, a)
 	ids := []int32{3, 0, 8, 3}
 	got := l.Lookup(ids, 2, 2).Data()
 	w := layertest.To64(emb.Weight.Data())
@@ -218,5 +220,21 @@ func TestConfig(t *testing.T) {
 		if err == nil {
 			t.Errorf("%s: no error", js)
 		}
+	}
+}
+
+// TestLoadSkipsSVD checks that factors an adapter file provides are not
+// overwritten by the lazy SVD.
+func TestLoadSkipsSVD(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	lin := &nn.Linear{Weight: layertest.Rand(rng, 0.5, 4, 5)}
+	l := wrapAll(t, NewConfig(), []nn.Module{lin})[0]
+	if err := (Method{}).PrepareLoad(l, nil, "default"); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := l.Get("default")
+	a.a.CopyFrom(nn.Ones(nil, a.r, 5))
+	if A, _ := l.factors(a); A.Data()[0] != 1 {
+		t.Fatal("loaded tinylora_A was replaced by the SVD")
 	}
 }

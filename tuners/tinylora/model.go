@@ -21,9 +21,22 @@ const Prefix = "tinylora_"
 type Method struct{}
 
 var (
-	_ tuners.Method   = Method{}
-	_ tuners.Preparer = Method{}
+	_ tuners.Method       = Method{}
+	_ tuners.Preparer     = Method{}
+	_ tuners.LoadPreparer = Method{}
 )
+
+// PrepareLoad marks the factors of adapter's layers as coming from the
+// adapter file (PEFT always saves tinylora_A and tinylora_B), so loading
+// runs no SVD.
+func (Method) PrepareLoad(root nn.Module, _ tuners.Config, adapter string) error {
+	return tuners.WalkTargets(root, func(n tuners.Node) error {
+		if l, ok := n.Module.(*Layer); ok {
+			l.skipSVD(adapter)
+		}
+		return nil
+	})
+}
 
 // Type returns "TINYLORA".
 func (Method) Type() string { return PeftType }
