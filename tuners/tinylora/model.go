@@ -57,6 +57,7 @@ type slot struct {
 // Shared is an adapter's method-level state: the vectors v of its groups
 // and every target's slot.
 type Shared struct {
+	// V holds the trainable vectors tinylora_v.<group>, [u] each.
 	V     []*nn.Tensor
 	slots map[string]slot
 }

@@ -42,6 +42,7 @@ type assignment struct {
 // Shared is an adapter's method-level state: theta_d and every layer's
 // derived indices and scales.
 type Shared struct {
+	// Theta is unilora_theta_d [theta_d_length], the trainable vector.
 	Theta  *nn.Tensor
 	layers map[string]*assignment
 }
