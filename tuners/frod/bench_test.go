@@ -1,6 +1,7 @@
 package frod
 
 import (
+	"sync"
 	"testing"
 
 	"github.com/gopeft/gopeft/internal/torchrand"
@@ -35,7 +36,9 @@ func BenchmarkMerge(b *testing.B) {
 		c := &category{name: "proj", v: nn.Normal(be, rng, 0, 0.02, in, in),
 			indices: &tuners.IntTensor{Shape: []int{2, len(pr)}, Data: append(append([]int64{}, pr...), pc...)}}
 		a := &adapter{cat: c, u: nn.Normal(be, rng, 0, 0.02, out, in), lambdaL: nn.Ones(be, in),
-			sValues: nn.Normal(be, rng, 0, 0.1, len(pr))}
+			sValues: nn.Normal(be, rng, 0, 0.1, len(pr)), ready: new(sync.Once)}
+		a.ready.Do(func() {})
+		c.markLoaded()
 		a.rows, a.cols = pattern(c)
 		if err := l.Add("default", a); err != nil {
 			b.Fatal(err)

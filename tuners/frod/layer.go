@@ -3,6 +3,7 @@ package frod
 import (
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
@@ -22,13 +23,22 @@ type adapter struct {
 	rows, cols []int32
 	// delta is the update applied by Merge, kept for an exact Unmerge.
 	delta *nn.Tensor
+	// ready derives u and lambda_l (plus noise, init_weights false) from
+	// the base weight and the basis on first use, unless an adapter file
+	// provides them; err records a failed derivation.
+	ready *sync.Once
+	noise *nn.Tensor
+	err   error
 }
 
 // Layer is an nn.Linear or GPT-2 nn.Conv1D with FRoD adapters. An adapter
 // replaces the layer's weight by U (S + diag(lambda_l)) V^T, where V [in,
 // in] is its category's shared basis, U the normalised columns of W V^-T
 // and S a sparse matrix whose off-diagonal entries at frod_s_indices are
-// trainable; at init the product equals W. With one active adapter and no
+// trainable; at init the product equals W. The bases and U come from
+// host decompositions of the base weights (slow for large layers); they
+// run when a new adapter is first used, and loading an adapter file runs
+// only the per-layer solve for U. With one active adapter and no
 // training-mode dropout, Forward returns ((x V) (S^T + diag lambda_l)) U^T
 // + bias as PEFT does; otherwise base(x) plus each adapter's difference
 // from the base weight.
@@ -68,6 +78,9 @@ func newLayer(base nn.Module, seed uint64) (*Layer, error) {
 // derive returns U [out, in] and lambda_l [in] for the base weight and
 // the category's live V.
 func (l *Layer) derive(c *category) (u, lambda []float32, err error) {
+	if err := c.ensure(); err != nil {
+		return nil, nil, err
+	}
 	if c.v.Dim(0) != l.in {
 		return nil, nil, fmt.Errorf("the category basis is %dx%d, the layer has %d inputs", c.v.Dim(0), c.v.Dim(1), l.in)
 	}
@@ -93,28 +106,49 @@ func pattern(c *category) (rows, cols []int32) {
 	return rows, cols
 }
 
-// addAdapter creates adapter name on category c.
+// addAdapter creates adapter name on category c. U and lambda_l are
+// derived when first needed (ensure).
 func (l *Layer) addAdapter(name string, cfg *Config, c *category, rng *nn.RNG) error {
 	if _, ok := l.Get(name); ok {
 		return fmt.Errorf("adapter %q already exists on this layer", name)
 	}
-	u, lambda, err := l.derive(c)
-	if err != nil {
-		return fmt.Errorf("adapter %q: %w", name, err)
+	if c.v.Dim(0) != l.in {
+		return fmt.Errorf("adapter %q: the category basis is %dx%d, the layer has %d inputs", name, c.v.Dim(0), c.v.Dim(1), l.in)
 	}
 	be := l.weight.Backend()
-	a := &adapter{dropout: float32(cfg.Dropout), cat: c, u: nn.New(be, u, l.out, l.in)}
+	a := &adapter{dropout: float32(cfg.Dropout), cat: c, u: nn.Zeros(be, l.out, l.in), ready: new(sync.Once)}
 	a.rows, a.cols = pattern(c)
-	a.lambdaL = nn.New(be, lambda, l.in)
+	a.lambdaL = nn.Zeros(be, l.in)
 	if cfg.InitWeights {
 		a.sValues = nn.Zeros(be, len(a.rows))
 	} else {
 		a.sValues = nn.Normal(be, rng, 0, 0.1, len(a.rows))
-		a.lambdaL = nn.Add(a.lambdaL, nn.Normal(be, rng, 0, 0.1, l.in)).Detach()
+		a.noise = nn.Normal(be, rng, 0, 0.1, l.in)
 	}
 	a.lambdaL.SetRequiresGrad(true)
 	a.sValues.SetRequiresGrad(true)
 	return l.Add(name, a)
+}
+
+// ensure derives adapter a's U and initial lambda_l on first use (safe for
+// concurrent use) and returns the derivation's error.
+func (l *Layer) ensure(a *adapter) error {
+	a.ready.Do(func() {
+		u, lambda, err := l.derive(a.cat)
+		if err != nil {
+			a.err = err
+			return
+		}
+		be := a.u.Backend()
+		a.u.CopyFrom(nn.New(be, u, l.out, l.in))
+		lt := nn.New(be, lambda, l.in)
+		if a.noise != nil {
+			lt = nn.Add(lt, a.noise)
+			a.noise = nil
+		}
+		a.lambdaL.CopyFrom(lt)
+	})
+	return a.err
 }
 
 // Reload derives U again from the category's V and re-reads the sparse
@@ -124,6 +158,7 @@ func (l *Layer) Reload(adapter string) error {
 	if !ok {
 		return nil
 	}
+	a.ready.Do(func() {})
 	if len(a.cat.indices.Data) != 2*a.sValues.Len() {
 		return fmt.Errorf("frod: frod_s_indices.%s holds %d entries, frod_lambda_s_values %d", a.cat.name, len(a.cat.indices.Data)/2, a.sValues.Len())
 	}
@@ -187,7 +222,12 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 	if l.Bypass() {
 		return l.base.Forward(x)
 	}
-	active := l.Active()
+	var active []string
+	for _, name := range l.Active() {
+		if a, _ := l.Get(name); l.ensure(a) == nil {
+			active = append(active, name)
+		}
+	}
 	if len(active) == 0 {
 		return l.base.Forward(x)
 	}
@@ -249,6 +289,9 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("frod: no adapter %q on this layer", name)
 	}
+	if err := l.ensure(a); err != nil {
+		return nil, fmt.Errorf("frod: adapter %q: %w", name, err)
+	}
 	return l.deltaFor(a), nil
 }
 
@@ -261,6 +304,9 @@ func (l *Layer) Merge(names []string, safe bool) error {
 	deltas := make([]*nn.Tensor, len(todo))
 	for i, name := range todo {
 		a, _ := l.Get(name)
+		if err := l.ensure(a); err != nil {
+			return fmt.Errorf("frod: adapter %q: %w", name, err)
+		}
 		deltas[i] = l.deltaFor(a)
 	}
 	for i, name := range todo {
@@ -339,6 +385,7 @@ func (l *Layer) AdapterParams(adapter string) []nn.Param {
 	if !ok {
 		return nil
 	}
+	_ = l.ensure(a)
 	return []nn.Param{{Name: "frod_lambda_l", T: a.lambdaL}, {Name: "frod_lambda_s_values", T: a.sValues}}
 }
 

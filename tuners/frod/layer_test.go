@@ -36,7 +36,10 @@ func inject(t *testing.T, cfg *Config, name string, paths []string, mods []nn.Mo
 }
 
 // refWeight returns U (S + diag L) V^T [out, in] in float64.
-func refWeight(a *adapter, out, in int) *mat.Dense {
+func refWeight(l *Layer, a *adapter, out, in int) *mat.Dense {
+	if err := l.ensure(a); err != nil {
+		panic(err)
+	}
 	U := mat.NewDense(out, in, layertest.To64(a.u.Data()))
 	V := mat.NewDense(in, in, layertest.To64(a.cat.v.Data()))
 	S := mat.NewDense(in, in, nil)
@@ -79,7 +82,7 @@ func TestLayer(t *testing.T) {
 		}
 		a.sValues.CopyFrom(layertest.Rand(rng, 0.3, a.sValues.Len()))
 		a.lambdaL.CopyFrom(nn.Add(a.lambdaL.Detach(), layertest.Rand(rng, 0.3, in)))
-		w := refWeight(a, out, in)
+		w := refWeight(l, a, out, in)
 		xs := layertest.To64(x.Data())
 		bias := layertest.To64(l.bias.Data())
 		y := make([]float64, 6*out)
@@ -124,7 +127,7 @@ func TestTwoAdapters(t *testing.T) {
 	w := layertest.To64(lin.Weight.Data())
 	wa, _ := l.Get("a")
 	wb, _ := l.Get("b")
-	ra, rb := refWeight(wa, 5, 4), refWeight(wb, 5, 4)
+	ra, rb := refWeight(l, wa, 5, 4), refWeight(l, wb, 5, 4)
 	bias := layertest.To64(lin.Bias.Data())
 	y := make([]float64, 15)
 	for s := range 3 {
@@ -290,4 +293,38 @@ func TestSparseProductPaths(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLoadDerivesOnlyU checks that PrepareLoad keeps the file's lambda_l
+// and basis, and Reload derives U from that basis.
+func TestLoadDerivesOnlyU(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	lin := &nn.Linear{Weight: layertest.Rand(rng, 0.5, 5, 4)}
+	cfg := NewConfig()
+	l := inject(t, cfg, "default", []string{"lin"}, []nn.Module{lin})[0]
+	if err := (Method{}).PrepareLoad(l, cfg, "default"); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := l.Get("default")
+	v := mat.NewDense(4, 4, layertest.To64(layertest.Rand(rng, 1, 4, 4).Data()))
+	a.cat.v.CopyFrom(nn.New(nil, toF32(v.RawMatrix().Data), 4, 4))
+	a.lambdaL.CopyFrom(nn.Full(nil, 3, 4))
+	if err := l.Reload("default"); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.lambdaL.Data()[0]; got != 3 {
+		t.Fatalf("lambda_l = %v, want the loaded 3", got)
+	}
+	u, _ := uAndLambda(layertest.To64(lin.Weight.Data()), 5, 4, v)
+	if err := layertest.Close(a.u.Data(), u, 1e-5, 1e-5); err != nil {
+		t.Fatalf("U not derived from the loaded basis: %v", err)
+	}
+}
+
+func toF32(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
 }

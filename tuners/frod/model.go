@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"sync"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -23,9 +24,31 @@ const Prefix = "frod_"
 type Method struct{}
 
 var (
-	_ tuners.Method   = Method{}
-	_ tuners.Preparer = Method{}
+	_ tuners.Method       = Method{}
+	_ tuners.Preparer     = Method{}
+	_ tuners.LoadPreparer = Method{}
 )
+
+// PrepareLoad marks what adapter's file provides, so that loading derives
+// nothing it would overwrite: the trainable lambda_l and sparse values
+// always, and the bases with save_projection. U is derived after loading
+// (Layer.Reload).
+func (Method) PrepareLoad(root nn.Module, c tuners.Config, adapter string) error {
+	cfg, _ := c.(*Config)
+	return tuners.WalkTargets(root, func(n tuners.Node) error {
+		l, ok := n.Module.(*Layer)
+		if !ok {
+			return nil
+		}
+		if a, ok := l.Get(adapter); ok {
+			a.ready.Do(func() {})
+			if cfg != nil && cfg.SaveProjection {
+				a.cat.markLoaded()
+			}
+		}
+		return nil
+	})
+}
 
 // Type returns "FROD".
 func (Method) Type() string { return PeftType }
@@ -39,10 +62,20 @@ func (Method) NewConfig() tuners.Config { return NewConfig() }
 // category is the state one module category shares within an adapter.
 type category struct {
 	name string
-	// v is frod_V [in, in] (live: a file saved with save_projection
-	// replaces it); derived is the basis as gopeft computed it.
-	v       *nn.Tensor
-	derived []float32
+	// v is frod_V [in, in], the live basis: derived from the layers'
+	// weights on first use (ensure), or set by an adapter file saved with
+	// save_projection (markLoaded before loading).
+	v *nn.Tensor
+	// srcs are the category's modules in block order and alpha the ridge
+	// term, from which the basis is derived.
+	srcs  []nn.Module
+	alpha float64
+	// derived is the basis as gopeft computes it (deriveOnce), derr its
+	// failure.
+	derived    []float32
+	derr       error
+	deriveOnce sync.Once
+	liveOnce   sync.Once
 	// indices is frod_s_indices [2, nnz] and size frod_s_size [2]; the
 	// derived copies are what projection_prng_key gives.
 	indices, size         *tuners.IntTensor
@@ -50,6 +83,55 @@ type category struct {
 	key                   int64
 	saved                 bool
 }
+
+// derivedBasis returns the category's basis as gopeft derives it from the
+// current weights of its modules (computed once).
+func (c *category) derivedBasis() ([]float32, error) {
+	c.deriveOnce.Do(func() {
+		in := c.v.Dim(0)
+		var mats [][]float64
+		var rows []int
+		for _, m := range c.srcs {
+			w, out, _, _, _ := logicalWeight(m)
+			mats = append(mats, w)
+			rows = append(rows, out)
+		}
+		v, err := sharedBasis(mats, rows, in, c.alpha)
+		if err != nil {
+			c.derr = fmt.Errorf("frod: category %q: %w", c.name, err)
+			return
+		}
+		c.derived = make([]float32, in*in)
+		for i := range in {
+			for j := range in {
+				c.derived[i*in+j] = float32(v.At(i, j))
+			}
+		}
+	})
+	return c.derived, c.derr
+}
+
+// ensure fills the live basis with the derived one unless an adapter file
+// provided it (markLoaded); the error is the derivation's.
+func (c *category) ensure() error {
+	var err error
+	c.liveOnce.Do(func() {
+		var d []float32
+		if d, err = c.derivedBasis(); err == nil {
+			c.v.CopyFromHost(d)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if c.derived == nil && c.derr != nil {
+		return c.derr
+	}
+	return nil
+}
+
+// markLoaded records that an adapter file provides the live basis.
+func (c *category) markLoaded() { c.liveOnce.Do(func() {}) }
 
 // Shared is an adapter's method-level state: its categories by name and
 // the category of every target.
@@ -72,13 +154,31 @@ func (s *Shared) Buffers(adapter string) []tuners.Buffer {
 	for _, n := range names {
 		c := s.cats[n]
 		in := c.v.Dim(0)
+		d, err := c.derivedBasis()
+		if err != nil {
+			continue
+		}
 		out = append(out,
-			tuners.Buffer{Name: "frod_V." + n + "." + adapter, Shape: []int{in, in}, F32: c.derived, Tol: 1e-4, Model: true, Gram: true},
+			tuners.Buffer{Name: "frod_V." + n + "." + adapter, Shape: []int{in, in}, F32: d, Tol: 1e-4, Model: true, Gram: true},
 			tuners.Buffer{Name: "frod_s_indices." + n + "." + adapter, Shape: []int{2, len(c.derivedIdx) / 2}, I64: c.derivedIdx, Model: true},
 			tuners.Buffer{Name: "frod_s_size." + n + "." + adapter, Shape: []int{2}, I64: c.derivedSz, Model: true},
 		)
 	}
 	return out
+}
+
+// shapeOf returns the logical [out, in] of a module FRoD can adapt and its
+// backend.
+func shapeOf(m nn.Module) (out, in int, be kernels.Backend, ok bool) {
+	switch b := m.(type) {
+	case *nn.Linear:
+		return b.Weight.Dim(0), b.Weight.Dim(1), b.Weight.Backend(), true
+	case *nn.Conv1D:
+		return b.Weight.Dim(1), b.Weight.Dim(0), b.Weight.Backend(), true
+	case *Layer:
+		return b.out, b.in, b.weight.Backend(), true
+	}
+	return 0, 0, nil, false
 }
 
 // logicalWeight returns a module's weight as [out, in] float64 (GPT-2
@@ -113,22 +213,23 @@ func logicalWeight(m nn.Module) (w []float64, out, in int, be kernels.Backend, o
 	return w, r, c, t.Backend(), true
 }
 
-// Prepare derives the adapter's shared state as PEFT's
+// Prepare sets up the adapter's shared state as PEFT's
 // _init_frod_projections does: targets are grouped by Category and ordered
-// by block index (layerIndex); each category gets a basis V (sharedBasis)
-// and, in sorted category order from one torch generator seeded with
-// projection_prng_key, a sparse off-diagonal pattern (rotationPattern).
-// With save_projection, V ("frod_V.<category>") and the pattern
-// ("frod_s_indices.<category>", "frod_s_size.<category>") are saved.
+// by block index (layerIndex); each category gets a basis V (sharedBasis,
+// derived from its modules' weights when first needed, and never when an
+// adapter file saved with save_projection provides it) and, in sorted
+// category order from one torch generator seeded with projection_prng_key,
+// a sparse off-diagonal pattern (rotationPattern). With save_projection, V
+// ("frod_V.<category>") and the pattern ("frod_s_indices.<category>",
+// "frod_s_size.<category>") are saved.
 func (Method) Prepare(root nn.Module, c tuners.Config, adapter string, targets []tuners.Target) (*tuners.Shared, error) {
 	cfg, ok := c.(*Config)
 	if !ok {
 		return nil, fmt.Errorf("frod: config is a %T, not a *frod.Config", c)
 	}
 	type entry struct {
-		w        []float64
-		out, in  int
-		layerIdx int
+		m       nn.Module
+		out, in int
 	}
 	byCat := map[string]map[int]entry{}
 	var be kernels.Backend
@@ -146,7 +247,7 @@ func (Method) Prepare(root nn.Module, c tuners.Config, adapter string, targets [
 				}
 			}
 		}
-		w, out, in, b, ok := logicalWeight(t.Module)
+		out, in, b, ok := shapeOf(t.Module)
 		if !ok {
 			continue
 		}
@@ -157,7 +258,7 @@ func (Method) Prepare(root nn.Module, c tuners.Config, adapter string, targets [
 		if byCat[cat] == nil {
 			byCat[cat] = map[int]entry{}
 		}
-		byCat[cat][idx] = entry{w: w, out: out, in: in, layerIdx: idx}
+		byCat[cat][idx] = entry{m: t.Module, out: out, in: in}
 		pathCat[t.Path] = cat
 	}
 	if be == nil {
@@ -178,32 +279,20 @@ func (Method) Prepare(root nn.Module, c tuners.Config, adapter string, targets [
 			idxs = append(idxs, i)
 		}
 		sort.Ints(idxs)
-		var mats [][]float64
-		var rows []int
 		in := layers[idxs[0]].in
+		c := &category{name: n, alpha: cfg.RegularizationAlpha, key: cfg.ProjectionPRNGKey, saved: cfg.SaveProjection}
 		for _, i := range idxs {
 			e := layers[i]
 			if e.in != in {
 				return nil, fmt.Errorf("frod: category %q: layers have %d and %d input features; FRoD shares one basis per category", n, in, e.in)
 			}
-			mats = append(mats, e.w)
-			rows = append(rows, e.out)
+			c.srcs = append(c.srcs, e.m)
 		}
-		v, err := sharedBasis(mats, rows, in, cfg.RegularizationAlpha)
-		if err != nil {
-			return nil, fmt.Errorf("frod: category %q: %w", n, err)
-		}
-		vd := make([]float32, in*in)
-		for i := range in {
-			for j := range in {
-				vd[i*in+j] = float32(v.At(i, j))
-			}
-		}
+		c.v = nn.Zeros(be, in, in)
 		pr, pc := rotationPattern(in, cfg.SparseRate, gen.Randperm)
-		idx := append(append([]int64{}, pr...), pc...)
-		c := &category{name: n, v: nn.New(be, vd, in, in), derived: vd, key: cfg.ProjectionPRNGKey, saved: cfg.SaveProjection,
-			derivedIdx: idx, derivedSz: []int64{int64(in), int64(in)}}
-		c.indices = &tuners.IntTensor{Name: "frod_s_indices." + n, Shape: []int{2, len(pr)}, Data: append([]int64{}, idx...)}
+		c.derivedIdx = append(append([]int64{}, pr...), pc...)
+		c.derivedSz = []int64{int64(in), int64(in)}
+		c.indices = &tuners.IntTensor{Name: "frod_s_indices." + n, Shape: []int{2, len(pr)}, Data: append([]int64{}, c.derivedIdx...)}
 		c.size = &tuners.IntTensor{Name: "frod_s_size." + n, Shape: []int{2}, Data: []int64{int64(in), int64(in)}}
 		s.cats[n] = c
 		if cfg.SaveProjection {

@@ -1,6 +1,7 @@
 package tinylora
 
 import (
+	"sync"
 	"testing"
 
 	"github.com/gopeft/gopeft/kernels"
@@ -28,7 +29,8 @@ func BenchmarkMerge(b *testing.B) {
 			b.Fatal(err)
 		}
 		a := &adapter{r: r, u: u, a: nn.Normal(be, rng, 0, 1, r, in), b: nn.Normal(be, rng, 0, 1, out, r),
-			p: nn.New(be, projections(u, r, 42), u, r, r), v: nn.Uniform(be, rng, -0.02, 0.02, u)}
+			p: nn.New(be, projections(u, r, 42), u, r, r), v: nn.Uniform(be, rng, -0.02, 0.02, u), ready: new(sync.Once)}
+		a.ready.Do(func() {})
 		if err := l.Add("default", a); err != nil {
 			b.Fatal(err)
 		}
