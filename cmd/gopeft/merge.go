@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -528,7 +529,9 @@ func mergeInto(root *skelNode, a *mergeAdapter) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for key, t := range live {
+	// Sorted, so that the first bad key reported is the same on every run.
+	for _, key := range slices.Sorted(maps.Keys(live)) {
+		t := live[key]
 		ft, ok := a.tensors[key]
 		switch {
 		case !ok:
