@@ -33,6 +33,9 @@ type Model struct {
 	// freezePending is set when an adapter was added: the next
 	// refreshTrainable freezes the base model as PEFT's injection does.
 	freezePending bool
+	// mixed is set for models made by NewMixed or LoadMixed, which may hold
+	// adapters of several methods (see mixed_model.go).
+	mixed bool
 }
 
 // adapterState is what the model keeps per adapter: an injected method's
@@ -283,8 +286,13 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 	if err := own.Validate(); err != nil {
 		return fmt.Errorf("peft: adapter %q: %w", name, err)
 	}
+	if m.mixed {
+		if err := checkMixable(typ, own); err != nil {
+			return fmt.Errorf("peft: adapter %q: %w", name, err)
+		}
+	}
 	for _, otherName := range m.order {
-		if other := m.adapters[otherName]; other.typeName() != typ {
+		if other := m.adapters[otherName]; other.typeName() != typ && !m.mixed {
 			return fmt.Errorf("peft: adapter %q is %s but the model holds %s adapters; mixing methods is not supported", name, typ, other.typeName())
 		}
 	}
@@ -305,7 +313,7 @@ func (m *Model) add(name string, cfg tuners.Config, trainable *bool) error {
 			return fmt.Errorf("peft: adapter %q has bias %q but adapter %q already trains biases (%q): only one adapter may train biases", name, biasMode(own), otherName, biasMode(other.cfg))
 		}
 	}
-	inj, err := tuners.Inject(m.root, method, tc, name)
+	inj, err := m.inject(method, tc, name)
 	if err != nil {
 		return fmt.Errorf("peft: adapter %q: %w", name, err)
 	}

@@ -1,0 +1,275 @@
+package peft_test
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gopeft/gopeft/models"
+	"github.com/gopeft/gopeft/nn"
+	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/adalora"
+	"github.com/gopeft/gopeft/tuners/loha"
+	"github.com/gopeft/gopeft/tuners/lokr"
+	"github.com/gopeft/gopeft/tuners/lora"
+	"github.com/gopeft/gopeft/tuners/shira"
+)
+
+// mixedAdapter is one adapter of the mixed-model tests.
+type mixedAdapter struct {
+	name string
+	cfg  func() tuners.Config
+}
+
+// mixedAdapters are adapters of five methods on overlapping modules of the
+// tiny LLaMA (q_proj carries four methods, v_proj three).
+var mixedAdapters = []mixedAdapter{
+	{"lo", func() tuners.Config {
+		c := lora.NewConfig()
+		c.R, c.Alpha, c.TargetModules = 4, 8, tuners.Names("q_proj", "v_proj", "embed_tokens")
+		return c
+	}},
+	{"ha", func() tuners.Config {
+		c := loha.NewConfig()
+		c.R, c.Alpha, c.TargetModules = 2, 4, tuners.Names("q_proj", "k_proj")
+		return c
+	}},
+	{"kr", func() tuners.Config {
+		c := lokr.NewConfig()
+		c.R, c.Alpha, c.TargetModules = 2, 3, tuners.Names("q_proj", "v_proj", "down_proj")
+		return c
+	}},
+	{"sh", func() tuners.Config {
+		c := shira.NewConfig()
+		c.R, c.TargetModules = 2, tuners.Names("q_proj", "o_proj")
+		return c
+	}},
+	{"ada", func() tuners.Config {
+		c := adalora.NewConfig()
+		c.InitR, c.TargetR, c.TotalStep, c.TargetModules = 4, 2, 100, tuners.Names("v_proj", "up_proj", "q_proj")
+		return c
+	}},
+}
+
+// newMixedLlama builds the tiny LLaMA with every mixedAdapter added (random
+// weights, frozen), all active.
+func newMixedLlama(t *testing.T) *peft.Model {
+	t.Helper()
+	var m *peft.Model
+	var names []string
+	for i, a := range mixedAdapters {
+		var err error
+		if m == nil {
+			m, err = peft.NewMixed(hsLlama(t), a.cfg(), peft.AdapterName(a.name), peft.Trainable(false))
+		} else {
+			err = m.AddAdapter(a.cfg(), peft.AdapterName(a.name), peft.Trainable(false))
+		}
+		if err != nil {
+			t.Fatalf("adding %s: %v", a.name, err)
+		}
+		perturbSmall(t, m, a.name, uint64(60+i))
+		names = append(names, a.name)
+	}
+	if err := m.SetAdapter(names...); err != nil {
+		t.Fatal(err)
+	}
+	m.SetTraining(false)
+	return m
+}
+
+// perturbSmall gives an adapter's tensors small random values (AdaLoRA's
+// ranknum excepted).
+func perturbSmall(t *testing.T, m *peft.Model, adapter string, seed uint64) {
+	t.Helper()
+	sd, err := m.StateDict(adapter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := nn.NewRNG(seed)
+	for _, k := range sortedKeys(sd) {
+		if strings.Contains(k, "ranknum") {
+			continue
+		}
+		tt := sd[k]
+		tt.CopyFrom(nn.Normal(tt.Backend(), rng, 0, 0.3, tt.Shape()...))
+	}
+}
+
+func sortedKeys(m map[string]*nn.Tensor) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// baseWeights returns the base model's weights by name (no adapters).
+func baseWeights(t *testing.T, root nn.Module) map[string][]float64 {
+	t.Helper()
+	out := map[string][]float64{}
+	for k, v := range nn.StateDict(root) {
+		d := v.Data()
+		f := make([]float64, len(d))
+		for i, x := range d {
+			f[i] = float64(x)
+		}
+		out[k] = f
+	}
+	return out
+}
+
+// TestMixedModelCompositional checks a model mixing LoRA, LoHa, LoKr,
+// SHiRA and AdaLoRA against the composition PEFT's nested wrappers
+// compute: the base model whose weights are W plus the sum of every
+// method's weight update, each update taken (in float64) from that adapter
+// merged alone into a fresh base. It then checks merging, unmerging,
+// MergeAndUnload, saving every adapter to its own folder and loading them
+// back, and deleting.
+func TestMixedModelCompositional(t *testing.T) {
+	m := newMixedLlama(t)
+	in := llamaInput(3)
+	got := forward(t, m, in)
+
+	// Layers are stacks: q_proj holds four methods.
+	var q *tuners.Stack
+	_ = nn.Walk(m.Base(), func(p string, mod nn.Module) error {
+		if s, ok := mod.(*tuners.Stack); ok && strings.HasSuffix(p, "layers.0.self_attn.q_proj") {
+			q = s
+		}
+		return nil
+	})
+	if q == nil || len(q.Layers()) != 5 {
+		t.Fatalf("q_proj is %v, want a stack of five method layers", q)
+	}
+
+	dir := t.TempDir()
+	var names []string
+	for _, a := range mixedAdapters {
+		names = append(names, a.name)
+	}
+	if err := m.Save(dir, peft.SaveAdapters(names...)); err != nil {
+		t.Fatal(err)
+	}
+	folder := func(n string) string { return filepath.Join(dir, n) }
+
+	// Reference: W + sum_i (merged_i - W).
+	w0 := baseWeights(t, hsLlama(t))
+	sum := map[string][]float64{}
+	for k, v := range w0 {
+		sum[k] = append([]float64(nil), v...)
+	}
+	for _, n := range names {
+		single, err := peft.Load(hsLlama(t), folder(n))
+		if err != nil {
+			t.Fatalf("loading %s alone: %v", n, err)
+		}
+		merged, err := single.MergeAndUnload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range baseWeights(t, merged) {
+			for i := range v {
+				sum[k][i] += v[i] - w0[k][i]
+			}
+		}
+	}
+	ref := hsLlama(t)
+	for k, tt := range nn.StateDict(ref) {
+		d := make([]float32, len(sum[k]))
+		for i, v := range sum[k] {
+			d[i] = float32(v)
+		}
+		tt.CopyFromHost(d)
+	}
+	want, err := ref.Forward(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := baseOutput(t, m, in)
+	if d := maxDiff(got, base); d < 1e-3 {
+		t.Fatalf("the adapters change nothing (diff %g)", d)
+	}
+	if d := maxDiff(got, want); d > 2e-4 {
+		t.Errorf("mixed output differs from base + each method's update by %g", d)
+	}
+
+	// Merged forward equals the unmerged one; unmerging restores it.
+	if err := m.Merge(); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(forward(t, m, in), got); d > 2e-4 {
+		t.Errorf("merged mixed output differs by %g", d)
+	}
+	if err := m.Unmerge(); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(forward(t, m, in), got); d > 1e-4 {
+		t.Errorf("after unmerging the output differs by %g", d)
+	}
+
+	// Saved adapters load back into a fresh mixed model.
+	back, err := peft.LoadMixed(hsLlama(t), folder(names[0]), peft.AdapterName(names[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names[1:] {
+		if err := back.LoadAdapter(folder(n), n); err != nil {
+			t.Fatalf("loading %s into the mixed model: %v", n, err)
+		}
+	}
+	if err := back.SetAdapter(names...); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(forward(t, back, in), got); d > 1e-5 {
+		t.Errorf("reloaded mixed model differs by %g", d)
+	}
+
+	// A subset of active adapters: only those methods' updates.
+	if err := back.SetAdapter("lo", "kr"); err != nil {
+		t.Fatal(err)
+	}
+	sub := forward(t, back, in)
+	if d := maxDiff(sub, got); d < 1e-4 {
+		t.Errorf("deactivating adapters changed nothing (diff %g)", d)
+	}
+
+	// MergeAndUnload gives a plain model with the same output.
+	plain, err := m.MergeAndUnload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = nn.Walk(plain, func(p string, mod nn.Module) error {
+		if _, ok := mod.(tuners.Layer); ok {
+			t.Errorf("%s is still adapted after MergeAndUnload", p)
+		}
+		return nil
+	})
+	pm, ok := plain.(models.Model)
+	if !ok {
+		t.Fatalf("MergeAndUnload returned a %T", plain)
+	}
+	out, err := pm.Forward(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(out, got); d > 2e-4 {
+		t.Errorf("merged and unloaded model differs by %g", d)
+	}
+
+	// Deleting every other adapter leaves LoRA alone, as if loaded alone.
+	for _, n := range names[1:] {
+		if err := back.DeleteAdapter(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alone, err := peft.Load(hsLlama(t), folder("lo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(forward(t, back, in), forward(t, alone, in)); d > 1e-5 {
+		t.Errorf("after deleting the others the LoRA adapter's output differs by %g", d)
+	}
+}
