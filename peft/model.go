@@ -144,9 +144,10 @@ func (m *Model) Forward(in models.Input) (*nn.Tensor, error) {
 	return m.ForwardTasks(in, nil)
 }
 
-// ForwardTasks is Forward with one task id per batch row, for multitask
-// prompt tuning (PEFT's task_ids); other adapters take nil. With the
-// adapters disabled the task ids are ignored.
+// ForwardTasks is Forward with one task id per batch row (PEFT's task_ids),
+// for multitask prompt tuning and for Poly, whose layers implement
+// tuners.TaskRouter; other adapters take nil. With the adapters disabled
+// the task ids are ignored.
 func (m *Model) ForwardTasks(in models.Input, taskIDs []int32) (*nn.Tensor, error) {
 	if m.unloaded {
 		return nil, errUnloaded
@@ -154,8 +155,12 @@ func (m *Model) ForwardTasks(in models.Input, taskIDs []int32) (*nn.Tensor, erro
 	if a := m.activePrompt(); a != nil {
 		return m.promptForward(a, in, taskIDs)
 	}
-	if taskIDs != nil && !m.disabled {
-		return nil, errors.New("peft: task ids are only used by multitask prompt tuning adapters")
+	if !m.disabled {
+		clear, err := m.setTaskIDs(in, taskIDs)
+		if err != nil {
+			return nil, err
+		}
+		defer clear()
 	}
 	// A model that runs from embeddings (a raw models/llama) runs here, and
 	// is the only kind that takes an attention mask.
