@@ -25,6 +25,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/miss"
 	"github.com/gopeft/gopeft/tuners/oft"
 	"github.com/gopeft/gopeft/tuners/osf"
+	"github.com/gopeft/gopeft/tuners/poly"
 	"github.com/gopeft/gopeft/tuners/psoft"
 	"github.com/gopeft/gopeft/tuners/randlora"
 	"github.com/gopeft/gopeft/tuners/road"
@@ -50,6 +51,7 @@ var methods = map[string]tuners.Method{
 	glora.PeftType:           glora.Method{},
 	boft.PeftType:            boft.Method{},
 	fourierft.PeftType:       fourierft.Method{},
+	poly.PeftType:            poly.Method{},
 	frod.PeftType:            frod.Method{},
 	hira.PeftType:            hira.Method{},
 	hra.PeftType:             hra.Method{},
