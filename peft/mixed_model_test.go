@@ -11,9 +11,11 @@ import (
 	"github.com/gopeft/gopeft/peft"
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/adalora"
+	"github.com/gopeft/gopeft/tuners/ia3"
 	"github.com/gopeft/gopeft/tuners/loha"
 	"github.com/gopeft/gopeft/tuners/lokr"
 	"github.com/gopeft/gopeft/tuners/lora"
+	"github.com/gopeft/gopeft/tuners/oft"
 	"github.com/gopeft/gopeft/tuners/shira"
 )
 
@@ -271,5 +273,53 @@ func TestMixedModelCompositional(t *testing.T) {
 	}
 	if d := maxDiff(forward(t, back, in), forward(t, alone, in)); d > 1e-5 {
 		t.Errorf("after deleting the others the LoRA adapter's output differs by %g", d)
+	}
+}
+
+// TestMixedModelRefuses checks what a mixed model does not take, and that a
+// plain model still refuses a second method.
+func TestMixedModelRefuses(t *testing.T) {
+	m, err := peft.NewMixed(hsLlama(t), mixedAdapters[0].cfg(), peft.AdapterName("lo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dora := lora.NewConfig()
+	dora.UseDoRA, dora.TargetModules = true, tuners.Names("q_proj")
+	o := oft.NewConfig()
+	o.TargetModules = tuners.Names("q_proj")
+	ia := ia3.NewConfig()
+	ia.TargetModules, ia.FeedforwardModules = tuners.Names("q_proj"), tuners.Names()
+	cases := []struct {
+		name string
+		cfg  tuners.Config
+		want string
+	}{
+		{"dora", dora, "DoRA"},
+		{"oft", o, "OFT"},
+		{"ia3", ia, "IA3"},
+	}
+	in := llamaInput(1)
+	before := forward(t, m, in)
+	for _, tc := range cases {
+		if err := m.AddAdapter(tc.cfg, peft.AdapterName(tc.name)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("adding %s: %v, want an error naming %s", tc.name, err, tc.want)
+		}
+	}
+	if d := maxDiff(forward(t, m, in), before); d != 0 {
+		t.Errorf("refused adapters changed the output by %g", d)
+	}
+	if got := m.Adapters(); len(got) != 1 {
+		t.Errorf("adapters %q after refusals", got)
+	}
+
+	plain, err := peft.New(hsLlama(t), mixedAdapters[0].cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Mixed() || !m.Mixed() {
+		t.Errorf("Mixed() = %v for New, %v for NewMixed", plain.Mixed(), m.Mixed())
+	}
+	if err := plain.AddAdapter(mixedAdapters[1].cfg(), peft.AdapterName("ha")); err == nil || !strings.Contains(err.Error(), "mixing methods") {
+		t.Errorf("a plain model took a LoHa adapter next to LoRA: %v", err)
 	}
 }
