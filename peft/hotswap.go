@@ -22,12 +22,17 @@ type hotSwapper interface {
 	PadRank(name string, target int) error
 }
 
-// loraLayers returns the LoRA layers holding adapter name, in model order.
+// loraLayers returns the LoRA layers holding adapter name, in model order
+// (in a mixed model, the LoRA layers inside the stacks).
 func (m *Model) loraLayers(name string) ([]layerAt, []hotSwapper) {
 	var at []layerAt
 	var ls []hotSwapper
 	for _, w := range m.wrappers() {
-		l, ok := w.layer.(hotSwapper)
+		var layer tuners.Layer = w.layer
+		if s, ok := layer.(*tuners.Stack); ok { // a mixed model's module
+			layer = s.Layer(lora.PeftType)
+		}
+		l, ok := layer.(hotSwapper)
 		if !ok || !slices.Contains(l.Adapters(), name) {
 			continue
 		}

@@ -275,3 +275,39 @@ func TestHotSwapErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestHotSwapMixedModel hot-swaps the LoRA adapter of a mixed model whose
+// modules also carry a LoHa adapter.
+func TestHotSwapMixedModel(t *testing.T) {
+	qv := []string{"q_proj", "v_proj"}
+	first := saveLoRA(t, loraSpec{r: 4, alpha: 8, targets: qv, seed: 31})
+	next := saveLoRA(t, loraSpec{r: 2, alpha: 3, targets: qv, seed: 32})
+	build := func(dir string) *peft.Model {
+		m, err := peft.LoadMixed(hsLlama(t), dir, peft.AdapterName("lo"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.AddAdapter(mixedAdapters[1].cfg(), peft.AdapterName("ha")); err != nil {
+			t.Fatal(err)
+		}
+		perturbSmall(t, m, "ha", 33)
+		if err := m.SetAdapter("lo", "ha"); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := build(first)
+	if err := m.PrepareHotSwap(8); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.HotSwapAdapter(next, "lo"); err != nil {
+		t.Fatal(err)
+	}
+	in := llamaInput(2)
+	if d := maxDiff(forward(t, m, in), forward(t, build(next), in)); d > 1e-5 {
+		t.Errorf("hot-swapped mixed model differs from a fresh one by %g", d)
+	}
+	if err := m.HotSwapAdapter(next, "ha"); err == nil || !strings.Contains(err.Error(), "only LoRA") {
+		t.Errorf("hot-swapping the LoHa adapter: %v", err)
+	}
+}
