@@ -3,6 +3,7 @@ package peft
 import (
 	"fmt"
 
+	"github.com/gopeft/gopeft/models"
 	"github.com/gopeft/gopeft/models/llama"
 	"github.com/gopeft/gopeft/tuners"
 )
@@ -22,8 +23,8 @@ func (m *Model) Generate(prompt []int32, o llama.GenerateOptions) ([]int32, erro
 	return m.generate(prompt, o, nil)
 }
 
-// GenerateTask is Generate for task taskID of a multitask prompt tuning
-// adapter (PEFT's task_ids).
+// GenerateTask is Generate for task taskID of a multitask prompt tuning or
+// Poly adapter (PEFT's task_ids).
 func (m *Model) GenerateTask(prompt []int32, o llama.GenerateOptions, taskID int32) ([]int32, error) {
 	return m.generate(prompt, o, []int32{taskID})
 }
@@ -38,8 +39,12 @@ func (m *Model) generate(prompt []int32, o llama.GenerateOptions, tasks []int32)
 		return g.Generate(prompt, o)
 	}
 	if a == nil {
-		if tasks != nil && !m.disabled {
-			return nil, fmt.Errorf("peft: generate: task ids are only used by multitask prompt tuning adapters")
+		if !m.disabled {
+			clear, err := m.setTaskIDs(models.Input{Shape: []int{1, len(prompt)}}, tasks)
+			if err != nil {
+				return nil, err
+			}
+			defer clear()
 		}
 		return g.Generate(prompt, o)
 	}
