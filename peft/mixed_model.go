@@ -11,9 +11,14 @@ import (
 )
 
 // MixableMethods are the peft_types a mixed model combines: PEFT's
-// COMPATIBLE_TUNER_TYPES for PeftMixedModel without OFT, whose rotation of
-// the input does not add to the other methods' updates (see NewMixed).
-var MixableMethods = []string{"LORA", "LOHA", "LOKR", "ADALORA", "SHIRA"}
+// COMPATIBLE_TUNER_TYPES for PeftMixedModel. OFT, which rotates the input
+// of the layer it wraps, must be the first method on each module it
+// targets (see NewMixed).
+var MixableMethods = []string{"LORA", "LOHA", "LOKR", "ADALORA", "OFT", "SHIRA"}
+
+// firstOnly are the methods that must be a module's first (innermost)
+// method in a mixed model.
+var firstOnly = []string{"OFT"}
 
 // checkMixable refuses what a mixed model cannot hold.
 func checkMixable(typ string, cfg tuners.Config) error {
@@ -41,8 +46,13 @@ func checkMixable(typ string, cfg tuners.Config) error {
 // each adapter in its own folder, in PEFT's single-method format, so each
 // loads alone in PEFT or into a mixed model with LoadAdapter.
 //
-// Not offered: OFT and DoRA (not additive), prompt learning, and
-// AddWeightedAdapter across methods (PEFT refuses it as well).
+// OFT rotates the input of the layer it wraps, so it does not add to the
+// other updates: it is accepted as the first method on a module (PEFT's
+// innermost wrapper, whose output the others add to) and refused on a
+// module another method already adapts, naming the module.
+//
+// Not offered: DoRA (its output rescales the wrapped output), prompt
+// learning, and AddWeightedAdapter across methods (PEFT refuses it too).
 func NewMixed(base nn.Module, cfg tuners.Config, opts ...Option) (*Model, error) {
 	m := &Model{root: base, adapters: map[string]*adapterState{}, mixed: true}
 	o := buildOptions(opts)
@@ -104,6 +114,11 @@ func (m *Model) inject(method tuners.Method, tc tuners.TargetedConfig, name stri
 	if !m.mixed {
 		return tuners.Inject(m.root, method, tc, name)
 	}
+	if slices.Contains(firstOnly, method.Type()) {
+		if err := m.checkFirst(method.Type(), tc); err != nil {
+			return nil, err
+		}
+	}
 	type placed struct {
 		n tuners.Node
 		s *tuners.Stack
@@ -163,4 +178,23 @@ func (m *Model) inject(method tuners.Method, tc tuners.TargetedConfig, name stri
 		return nil, err
 	}
 	return inj, nil
+}
+
+// checkFirst refuses to add a first-only method (OFT) to a module that
+// another method adapts already.
+func (m *Model) checkFirst(typ string, tc tuners.TargetedConfig) error {
+	if err := tuners.ResolveTargets(m.root, typ, tc.Targeting()); err != nil {
+		return err
+	}
+	matcher, err := tuners.NewMatcher(tc.Targeting())
+	if err != nil {
+		return err
+	}
+	return tuners.WalkTargets(m.root, func(n tuners.Node) error {
+		s, ok := n.Module.(*tuners.Stack)
+		if !ok || s.Layer(typ) != nil || len(s.Layers()) == 0 || matcher.Match(n.Path) != tuners.Matched {
+			return nil
+		}
+		return fmt.Errorf("peft: mixed model: module %q is adapted by %s already; %s rotates the input of what it wraps and must be added first", n.Path, s.Layers()[0].Method(), typ)
+	})
 }

@@ -157,39 +157,7 @@ func TestMixedModelCompositional(t *testing.T) {
 	}
 	folder := func(n string) string { return filepath.Join(dir, n) }
 
-	// Reference: W + sum_i (merged_i - W).
-	w0 := baseWeights(t, hsLlama(t))
-	sum := map[string][]float64{}
-	for k, v := range w0 {
-		sum[k] = append([]float64(nil), v...)
-	}
-	for _, n := range names {
-		single, err := peft.Load(hsLlama(t), folder(n))
-		if err != nil {
-			t.Fatalf("loading %s alone: %v", n, err)
-		}
-		merged, err := single.MergeAndUnload()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range baseWeights(t, merged) {
-			for i := range v {
-				sum[k][i] += v[i] - w0[k][i]
-			}
-		}
-	}
-	ref := hsLlama(t)
-	for k, tt := range nn.StateDict(ref) {
-		d := make([]float32, len(sum[k]))
-		for i, v := range sum[k] {
-			d[i] = float32(v)
-		}
-		tt.CopyFromHost(d)
-	}
-	want, err := ref.Forward(in)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := composedOutput(t, folder, names, in)
 	base := baseOutput(t, m, in)
 	if d := maxDiff(got, base); d < 1e-3 {
 		t.Fatalf("the adapters change nothing (diff %g)", d)
@@ -321,5 +289,94 @@ func TestMixedModelRefuses(t *testing.T) {
 	}
 	if err := plain.AddAdapter(mixedAdapters[1].cfg(), peft.AdapterName("ha")); err == nil || !strings.Contains(err.Error(), "mixing methods") {
 		t.Errorf("a plain model took a LoHa adapter next to LoRA: %v", err)
+	}
+}
+
+// composedOutput is the output PEFT's nested wrappers give for the adapter
+// folders' adapters stacked in order (the first of each module possibly
+// not additive): the base model whose weights are W plus the sum over the
+// adapters of (W merged with that adapter alone) - W, in float64.
+func composedOutput(t *testing.T, folder func(string) string, names []string, in models.Input) *nn.Tensor {
+	t.Helper()
+	w0 := baseWeights(t, hsLlama(t))
+	sum := map[string][]float64{}
+	for k, v := range w0 {
+		sum[k] = append([]float64(nil), v...)
+	}
+	for _, n := range names {
+		single, err := peft.Load(hsLlama(t), folder(n))
+		if err != nil {
+			t.Fatalf("loading %s alone: %v", n, err)
+		}
+		merged, err := single.MergeAndUnload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range baseWeights(t, merged) {
+			for i := range v {
+				sum[k][i] += v[i] - w0[k][i]
+			}
+		}
+	}
+	ref := hsLlama(t)
+	for k, tt := range nn.StateDict(ref) {
+		d := make([]float32, len(sum[k]))
+		for i, v := range sum[k] {
+			d[i] = float32(v)
+		}
+		tt.CopyFromHost(d)
+	}
+	want, err := ref.(models.Model).Forward(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+// TestMixedModelOFTFirst stacks LoRA and LoKr on OFT (OFT first, PEFT's
+// innermost wrapper) and checks the output, merged and unmerged, against
+// the composition.
+func TestMixedModelOFTFirst(t *testing.T) {
+	oc := oft.NewConfig()
+	oc.R, oc.BlockSize, oc.TargetModules = 0, 8, tuners.Names("q_proj", "v_proj")
+	lc := lora.NewConfig()
+	lc.R, lc.Alpha, lc.TargetModules = 4, 8, tuners.Names("q_proj")
+	kc := lokr.NewConfig()
+	kc.R, kc.Alpha, kc.TargetModules = 2, 3, tuners.Names("v_proj", "k_proj")
+	m, err := peft.NewMixed(hsLlama(t), oc, peft.AdapterName("oft"), peft.Trainable(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddAdapter(lc, peft.AdapterName("lo"), peft.Trainable(false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddAdapter(kc, peft.AdapterName("kr"), peft.Trainable(false)); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"oft", "lo", "kr"}
+	for i, n := range names {
+		perturbSmall(t, m, n, uint64(80+i))
+	}
+	if err := m.SetAdapter(names...); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := m.Save(dir, peft.SaveAdapters(names...)); err != nil {
+		t.Fatal(err)
+	}
+	in := llamaInput(2)
+	got := forward(t, m, in)
+	want := composedOutput(t, func(n string) string { return filepath.Join(dir, n) }, names, in)
+	if d := maxDiff(got, want); d > 2e-4 {
+		t.Errorf("OFT-first mixed output differs from the composition by %g", d)
+	}
+	if d := maxDiff(got, baseOutput(t, m, in)); d < 1e-3 {
+		t.Errorf("the adapters change nothing (diff %g)", d)
+	}
+	if err := m.Merge(); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(forward(t, m, in), got); d > 2e-4 {
+		t.Errorf("merged OFT-first mixed output differs by %g", d)
 	}
 }

@@ -19,10 +19,12 @@ const MixedMethod = "MIXED"
 // mixed model combines (LoRA without DoRA, AdaLoRA, LoHa, LoKr, SHiRA:
 // base(x) plus an update computed from x) the nesting computes
 //
-//	base(x) + sum over methods of delta_i(x)
+//	L_1(x) + sum over the later methods of delta_i(x)
 //
 // which is what Stack's Forward returns, as
-// sum_i L_i(x) - (n-1) base(x). Merging folds each method's adapters into
+// sum_i L_i(x) - (n-1) base(x). The first layer L_1 (PEFT's innermost
+// wrapper) may be any method, OFT included; the later ones must be
+// additive. Merging folds each method's adapters into
 // the shared base weight, as PEFT's recursive merge does.
 //
 // The layer's nn view is "base_layer" and then every method layer's adapter
