@@ -95,6 +95,9 @@ type core struct {
 	// aloraOffsets are the per-row token counts aLoRA adapters cover.
 	aloraOffsets []int
 	rng          *nn.RNG // dropout stream
+	// tokens are X-LoRA's per-token adapter scalings (Linear only), nil
+	// when off.
+	tokens *tokenScalings
 }
 
 // Layer is a Linear, GPT-2 Conv1D, Conv1d or Conv2d base layer with LoRA
@@ -429,12 +432,12 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 			result = l.aloraAdd(a, x, result, l.aloraOffsets)
 			continue
 		}
-		xd := x
+		xd, w := l.scaleTokens(name, x)
 		if l.dropoutOn(a) {
-			xd = nn.DropoutOp(x, a.dropout, l.rng)
+			xd = nn.DropoutOp(xd, a.dropout, l.rng)
 		}
 		y := l.loraB(a, l.loraA(a, xd))
-		result = nn.Add(result, nn.Scale(y, float32(a.scale)))
+		result = nn.Add(result, nn.Scale(y, float32(a.scale)*w))
 	}
 	return result
 }
