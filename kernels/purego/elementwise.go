@@ -229,6 +229,11 @@ func (*Backend) Binary(op kernels.BinaryOp, dst kernels.Buffer, shape []int, a k
 	last := len(l.shape) - 1
 	inner := l.shape[last]
 	ds, sa, sb := l.strides[0][last], l.strides[1][last], l.strides[2][last]
+	if last == 0 && ds == 1 && sa == 1 && sb == 1 && op <= kernels.Div {
+		// One contiguous run (same-shape operands): split it by elements.
+		parallelFor(inner, 1, func(lo, hi int) { binaryVec(op, d[lo:hi], as[lo:hi], bs[lo:hi]) })
+		return
+	}
 	cost := 1
 	if op == kernels.Pow {
 		cost = 16
@@ -243,30 +248,8 @@ func (*Backend) Binary(op kernels.BinaryOp, dst kernels.Buffer, shape []int, a k
 // binaryRow computes one run of n elements. The common contiguous and
 // broadcast-scalar cases of the cheap ops get their own loops.
 func binaryRow(op kernels.BinaryOp, d []float32, do, ds int, a []float32, ao, sa int, b []float32, bo, sb int, n int) {
-	if ds == 1 && sa == 1 && sb == 1 {
-		dr, ar, br := d[do:do+n], a[ao:ao+n], b[bo:bo+n]
-		switch op {
-		case kernels.Add:
-			for i := range dr {
-				dr[i] = ar[i] + br[i]
-			}
-			return
-		case kernels.Sub:
-			for i := range dr {
-				dr[i] = ar[i] - br[i]
-			}
-			return
-		case kernels.Mul:
-			for i := range dr {
-				dr[i] = ar[i] * br[i]
-			}
-			return
-		case kernels.Div:
-			for i := range dr {
-				dr[i] = ar[i] / br[i]
-			}
-			return
-		}
+	if ds == 1 && sa == 1 && sb == 1 && binaryVec(op, d[do:do+n], a[ao:ao+n], b[bo:bo+n]) {
+		return
 	}
 	if ds == 1 && sa == 1 && sb == 0 {
 		dr, ar, y := d[do:do+n], a[ao:ao+n], b[bo]
@@ -357,24 +340,14 @@ func binaryFunc(op kernels.BinaryOp) func(x, y float32) float32 {
 func (*Backend) Affine(dst, src kernels.Buffer, scale, shift float32) {
 	d, s := host(dst), host(src)
 	same("Affine", d, s)
-	parallelFor(len(d), 1, func(lo, hi int) {
-		dr, sr := d[lo:hi], s[lo:hi]
-		for i, x := range sr {
-			dr[i] = float32(x*scale) + shift
-		}
-	})
+	parallelFor(len(d), 1, func(lo, hi int) { affine(d[lo:hi], s[lo:hi], scale, shift) })
 }
 
 // Axpy accumulates dst[i] += alpha*src[i].
 func (*Backend) Axpy(dst, src kernels.Buffer, alpha float32) {
 	d, s := host(dst), host(src)
 	same("Axpy", d, s)
-	parallelFor(len(d), 1, func(lo, hi int) {
-		dr, sr := d[lo:hi], s[lo:hi]
-		for i, x := range sr {
-			dr[i] += float32(alpha * x)
-		}
-	})
+	parallelFor(len(d), 1, func(lo, hi int) { axpy32(d[lo:hi], s[lo:hi], alpha) })
 }
 
 // ClampMask sets dst[i] to 1 where lo <= src[i] <= hi, else 0.

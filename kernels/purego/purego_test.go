@@ -20,6 +20,14 @@ func TestConformanceGenericGEMM(t *testing.T) {
 	kerneltest.Run(t, New())
 }
 
+// The suite again with the pure Go elementwise loops forced, so that they
+// are covered on machines whose CPU runs the assembly.
+func TestConformanceGenericElementwise(t *testing.T) {
+	SetGenericElementwise(true)
+	defer SetGenericElementwise(false)
+	kerneltest.Run(t, New())
+}
+
 // Importing the package registers it under its name.
 func TestRegistered(t *testing.T) {
 	b, err := kernels.Get(Name)
