@@ -25,6 +25,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/miss"
 	"github.com/gopeft/gopeft/tuners/oft"
 	"github.com/gopeft/gopeft/tuners/osf"
+	"github.com/gopeft/gopeft/tuners/peanut"
 	"github.com/gopeft/gopeft/tuners/poly"
 	"github.com/gopeft/gopeft/tuners/psoft"
 	"github.com/gopeft/gopeft/tuners/randlora"
@@ -63,6 +64,7 @@ var methods = map[string]tuners.Method{
 	miss.PeftType:            miss.Method{},
 	oft.PeftType:             oft.Method{},
 	osf.PeftType:             osf.Method{},
+	peanut.PeftType:          peanut.Method{},
 	psoft.PeftType:           psoft.Method{},
 	randlora.PeftType:        randlora.Method{},
 	road.PeftType:            road.Method{},
