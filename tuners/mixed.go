@@ -37,6 +37,8 @@ type Stack struct {
 	layers []Layer
 	// merged lists the merged adapters in merge order.
 	merged []string
+	// batch holds the per-row adapter names while set.
+	batch []string
 }
 
 var (
@@ -137,16 +139,40 @@ func (s *Stack) LookupChecked(ids []int32, shape ...int) (*nn.Tensor, error) {
 	return out, nil
 }
 
-// combine computes sum_i f(L_i) - (n-1) f(base); nil if f returns nil.
+// contributing returns the layers whose output may differ from the base
+// module's: those with an active (or, per row, a named) adapter that is
+// not merged, unless disabled.
+func (s *Stack) contributing() []Layer {
+	var out []Layer
+	for _, l := range s.layers {
+		if l.Disabled() {
+			continue
+		}
+		names := l.Active()
+		if s.batch != nil {
+			names = s.batch
+		}
+		merged := l.Merged()
+		held := l.Adapters()
+		if slices.ContainsFunc(names, func(n string) bool { return slices.Contains(held, n) && !slices.Contains(merged, n) }) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// combine computes sum_i f(L_i) - (n-1) f(base) over the contributing
+// layers; nil if f returns nil.
 func (s *Stack) combine(f func(nn.Module) *nn.Tensor) *nn.Tensor {
-	if len(s.layers) == 0 {
+	layers := s.contributing()
+	if len(layers) == 0 {
 		return f(s.base)
 	}
-	out := f(s.layers[0])
-	if len(s.layers) == 1 || out == nil {
+	out := f(layers[0])
+	if len(layers) == 1 || out == nil {
 		return out
 	}
-	for _, l := range s.layers[1:] {
+	for _, l := range layers[1:] {
 		y := f(l)
 		if y == nil {
 			return nil
@@ -157,7 +183,7 @@ func (s *Stack) combine(f func(nn.Module) *nn.Tensor) *nn.Tensor {
 	if b == nil {
 		return nil
 	}
-	return nn.Sub(out, nn.Scale(b, float32(len(s.layers)-1)))
+	return nn.Sub(out, nn.Scale(b, float32(len(layers)-1)))
 }
 
 // Base returns the wrapped base module.
@@ -346,6 +372,7 @@ func (s *Stack) SetTraining(on bool) {
 // layer (see RowAdapters). A row whose adapter's method cannot take
 // per-row adapters is an error.
 func (s *Stack) SetBatchAdapters(names []string) error {
+	s.batch = nil
 	for _, l := range s.layers {
 		r, ok := l.(RowAdapters)
 		if !ok {
@@ -363,6 +390,7 @@ func (s *Stack) SetBatchAdapters(names []string) error {
 			return err
 		}
 	}
+	s.batch = slices.Clone(names)
 	return nil
 }
 
