@@ -33,10 +33,6 @@ static __device__ inline void nd_offsets(const Nd &nd, i64 i, i64 *o0, i64 *o1) 
 	*o1 = b;
 }
 
-KERNEL k_fill(float *d, i64 n, float v) {
-	for (i64 i = gid(); i < n; i += gstride()) d[i] = v;
-}
-
 KERNEL k_strided_copy(float *d, const float *s, Nd nd) {
 	for (i64 i = gid(); i < nd.n; i += gstride()) {
 		i64 a, b;

@@ -10,7 +10,18 @@ import (
 // args packs kernel parameters into one buffer laid out as the kernel's
 // parameter list (each value at its natural alignment), which cuLaunchKernel
 // takes through CU_LAUNCH_PARAM_BUFFER_POINTER.
-type args struct{ b []byte }
+type args struct {
+	b      []byte
+	fields []field
+}
+
+// field records one parameter's place in the buffer, for the checks
+// against the PTX signatures: kind is 'i' (integer or pointer), 'f'
+// (floating point) or 'b' (a struct passed by value).
+type field struct {
+	off, size int
+	kind      byte
+}
 
 func (a *args) align(n int) {
 	for len(a.b)%n != 0 {
@@ -18,27 +29,38 @@ func (a *args) align(n int) {
 	}
 }
 
-func (a *args) u32(v uint32) *args {
+func (a *args) put32(v uint32, kind byte) *args {
 	a.align(4)
+	a.fields = append(a.fields, field{len(a.b), 4, kind})
 	a.b = binary.LittleEndian.AppendUint32(a.b, v)
 	return a
 }
 
-func (a *args) u64(v uint64) *args {
+func (a *args) put64(v uint64, kind byte) *args {
 	a.align(8)
+	a.fields = append(a.fields, field{len(a.b), 8, kind})
 	a.b = binary.LittleEndian.AppendUint64(a.b, v)
 	return a
 }
 
-func (a *args) i32(v int) *args     { return a.u32(uint32(int32(v))) }
-func (a *args) i64(v int) *args     { return a.u64(uint64(int64(v))) }
-func (a *args) f32(v float32) *args { return a.u32(math.Float32bits(v)) }
-func (a *args) f64(v float64) *args { return a.u64(math.Float64bits(v)) }
+func (a *args) u64(v uint64) *args  { return a.put64(v, 'i') }
+func (a *args) i32(v int) *args     { return a.put32(uint32(int32(v)), 'i') }
+func (a *args) i64(v int) *args     { return a.put64(uint64(int64(v)), 'i') }
+func (a *args) f32(v float32) *args { return a.put32(math.Float32bits(v), 'f') }
+func (a *args) f64(v float64) *args { return a.put64(math.Float64bits(v), 'f') }
 func (a *args) flag(v bool) *args {
 	if v {
-		return a.u32(1)
+		return a.i32(1)
 	}
-	return a.u32(0)
+	return a.i32(0)
+}
+
+// group merges the fields appended since field index i into one struct
+// parameter (8-byte aligned, as the kernels' structs are).
+func (a *args) group(i int) *args {
+	start := a.fields[i].off
+	a.fields = append(a.fields[:i], field{start, len(a.b) - start, 'b'})
+	return a
 }
 
 // maxRank is MAXRANK in cuda/kernels.cu.
@@ -51,6 +73,8 @@ func (a *args) nd(shape, s0, s1 []int) *args {
 	for _, d := range shape {
 		n *= d
 	}
+	a.align(8)
+	first := len(a.fields)
 	a.i64(n).i32(len(shape)).i32(0)
 	for _, v := range [][]int{shape, s0, s1} {
 		for k := 0; k < maxRank; k++ {
@@ -61,7 +85,7 @@ func (a *args) nd(shape, s0, s1 []int) *args {
 			a.i64(x)
 		}
 	}
-	return a
+	return a.group(first)
 }
 
 // simplify drops axes of length 1 and merges neighbouring axes that every

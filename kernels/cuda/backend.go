@@ -31,7 +31,25 @@ const maxGrid = 1 << 16
 
 // Backend is the CUDA implementation of kernels.Backend on device 0.
 type Backend struct {
-	d *device
+	d driver
+}
+
+// driver is what the backend needs from the GPU: memory, copies, kernel
+// launches and cuBLAS, on device addresses. The cgo implementation is
+// *device; the tests also run the backend's argument handling on a fake
+// that checks every launch against the PTX's parameter lists.
+type driver interface {
+	deviceName() string
+	malloc(bytes int) uint64
+	free(ptr uint64)
+	htod(dst uint64, src unsafe.Pointer, bytes int)
+	dtoh(dst unsafe.Pointer, src uint64, bytes int)
+	dtod(dst, src uint64, bytes int)
+	memset32(dst uint64, v uint32, n int)
+	sync() error
+	launch(name string, grid, block int, a *args)
+	gemm(transA, transB bool, m, n, k int, alpha float32, a uint64, lda, sa int,
+		b uint64, ldb, sb int, beta float32, c uint64, ldc, sc, batch int)
 }
 
 // New opens device 0 and loads the kernels. It returns an error wrapping
@@ -48,7 +66,7 @@ func New() (*Backend, error) {
 func (*Backend) Name() string { return "cuda" }
 
 // DeviceName is the GPU's name as the driver reports it.
-func (b *Backend) DeviceName() string { return b.d.name }
+func (b *Backend) DeviceName() string { return b.d.deviceName() }
 
 // Synchronize waits until every kernel launched so far has finished (for
 // benchmarks; copies to the host synchronise on their own).
@@ -70,7 +88,7 @@ func (a *alloc) release() {
 	defer a.mu.Unlock()
 	if !a.freed {
 		a.freed = true
-		a.be.d.free(cptr(a.ptr))
+		a.be.d.free(a.ptr)
 	}
 }
 
@@ -130,7 +148,7 @@ func (b *Backend) Alloc(n int) kernels.Buffer {
 	if n < 0 {
 		panic(fmt.Sprintf("cuda: Alloc(%d)", n))
 	}
-	a := &alloc{be: b, ptr: uint64(b.d.malloc(4 * n)), n: n}
+	a := &alloc{be: b, ptr: b.d.malloc(4 * n), n: n}
 	if n > 0 {
 		runtime.SetFinalizer(a, (*alloc).release)
 	}
@@ -141,7 +159,7 @@ func (b *Backend) Alloc(n int) kernels.Buffer {
 func (b *Backend) FromHost(src []float32) kernels.Buffer {
 	buf := b.Alloc(len(src)).(*Buffer)
 	if len(src) > 0 {
-		b.d.htod(cptr(buf.ptr()), unsafe.Pointer(&src[0]), 4*len(src))
+		b.d.htod(buf.ptr(), unsafe.Pointer(&src[0]), 4*len(src))
 	}
 	return buf
 }
@@ -156,7 +174,7 @@ func (b *Backend) ToHost(dst []float32, src kernels.Buffer) {
 		panic(fmt.Sprintf("cuda: ToHost: %d elements into %d", s.n, len(dst)))
 	}
 	if len(dst) > 0 {
-		b.d.dtoh(unsafe.Pointer(&dst[0]), cptr(s.ptr()), 4*len(dst))
+		b.d.dtoh(unsafe.Pointer(&dst[0]), s.ptr(), 4*len(dst))
 	}
 }
 
@@ -202,7 +220,7 @@ func (b *Backend) run(name string, n int, a *args) {
 func (b *Backend) Fill(dst kernels.Buffer, v float32) {
 	d := dev("Fill", dst, 0)
 	if d.n > 0 {
-		b.d.memset32(cptr(d.ptr()), math.Float32bits(v), d.n)
+		b.d.memset32(d.ptr(), math.Float32bits(v), d.n)
 	}
 }
 
@@ -210,7 +228,7 @@ func (b *Backend) Fill(dst kernels.Buffer, v float32) {
 func (b *Backend) Copy(dst, src kernels.Buffer) {
 	s := dev("Copy src", src, 0)
 	d := dev("Copy dst", dst, s.n)
-	b.d.dtod(cptr(d.ptr()), cptr(s.ptr()), 4*s.n)
+	b.d.dtod(d.ptr(), s.ptr(), 4*s.n)
 }
 
 // StridedCopy gathers a strided view of src contiguously into dst.
@@ -245,8 +263,8 @@ func (b *Backend) Gemm(g *kernels.GemmArgs) {
 		return
 	}
 	ma, mb := dev("Gemm A", g.A, 0), dev("Gemm B", g.B, 0)
-	b.d.gemm(g.TransA, g.TransB, g.M, g.N, g.K, g.Alpha, cptr(ma.ptr()), g.LdA, g.StrideA,
-		cptr(mb.ptr()), g.LdB, g.StrideB, g.Beta, cptr(c.ptr()), g.LdC, g.StrideC, batch)
+	b.d.gemm(g.TransA, g.TransB, g.M, g.N, g.K, g.Alpha, ma.ptr(), g.LdA, g.StrideA,
+		mb.ptr(), g.LdB, g.StrideB, g.Beta, c.ptr(), g.LdC, g.StrideC, batch)
 }
 
 // Inverse inverts batch n x n matrices by Gauss-Jordan elimination with
@@ -265,7 +283,7 @@ func (b *Backend) Inverse(dst, src kernels.Buffer, batch, n int) int {
 	defer b.d.free(work)
 	cnt := b.d.malloc(4)
 	defer b.d.free(cnt)
-	a := new(args).u64(d.ptr()).u64(s.ptr()).i64(batch).i64(n).u64(uint64(work)).u64(uint64(cnt))
+	a := new(args).u64(d.ptr()).u64(s.ptr()).i64(batch).i64(n).u64(work).u64(cnt)
 	b.d.launch("k_inverse", blocks, block, a)
 	var singular int32
 	b.d.dtoh(unsafe.Pointer(&singular), cnt, 4)
@@ -359,7 +377,7 @@ func (b *Backend) CountNonFinite(src kernels.Buffer) int {
 	}
 	cnt := b.d.malloc(4)
 	defer b.d.free(cnt)
-	b.run("k_count_nonfinite", s.n, new(args).u64(s.ptr()).i64(s.n).u64(uint64(cnt)))
+	b.run("k_count_nonfinite", s.n, new(args).u64(s.ptr()).i64(s.n).u64(cnt))
 	var c int32
 	b.d.dtoh(unsafe.Pointer(&c), cnt, 4)
 	return int(c)
@@ -446,7 +464,7 @@ func (b *Backend) RMSNormGrad(dx, dweight, dy, src, rstd, weight kernels.Buffer,
 func (b *Backend) ids(ids []int32) uint64 {
 	ptr := b.d.malloc(4 * len(ids))
 	b.d.htod(ptr, unsafe.Pointer(&ids[0]), 4*len(ids))
-	return uint64(ptr)
+	return ptr
 }
 
 // Gather copies rows ids[i] of table into row i of dst.
@@ -457,7 +475,7 @@ func (b *Backend) Gather(dst, table kernels.Buffer, ids []int32, dim int) {
 		return
 	}
 	ip := b.ids(ids)
-	defer b.d.free(cptr(ip))
+	defer b.d.free(ip)
 	b.run("k_gather", len(ids)*dim, new(args).u64(d.ptr()).u64(t.ptr()).u64(ip).i64(len(ids)).i64(dim))
 }
 
@@ -470,16 +488,18 @@ func (b *Backend) ScatterAdd(table, src kernels.Buffer, ids []int32, dim int) {
 		return
 	}
 	ip := b.ids(ids)
-	defer b.d.free(cptr(ip))
+	defer b.d.free(ip)
 	b.run("k_scatter_add", len(ids)*dim, new(args).u64(t.ptr()).u64(s.ptr()).u64(ip).i64(len(ids)).i64(dim))
 }
 
 // geom appends the kernels' struct Geom.
 func (a *args) geom(g kernels.ConvGeom) *args {
+	a.align(8)
+	first := len(a.fields)
 	for _, v := range []int{g.C, g.H, g.W, g.KH, g.KW, g.StrideH, g.StrideW, g.PadH, g.PadW, g.DilH, g.DilW, g.OutH(), g.OutW()} {
 		a.i64(v)
 	}
-	return a
+	return a.group(first)
 }
 
 // Im2Col unfolds one image into columns.

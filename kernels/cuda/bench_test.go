@@ -51,13 +51,13 @@ func BenchmarkGemm4096(b *testing.B) {
 	})
 	b.Run("cublas", func(b *testing.B) {
 		pa, pb, pc := A.(*Buffer).ptr(), B.(*Buffer).ptr(), C.(*Buffer).ptr()
-		if err := be.d.sgemmRaw(n, n, n, pa, pb, pc); err != nil {
+		if err := be.d.(*device).sgemmRaw(n, n, n, pa, pb, pc); err != nil {
 			b.Fatal(err)
 		}
 		syncOrFail(b, be)
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			if err := be.d.sgemmRaw(n, n, n, pa, pb, pc); err != nil {
+			if err := be.d.(*device).sgemmRaw(n, n, n, pa, pb, pc); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -66,7 +66,7 @@ type device struct {
 
 // kernelNames are the entry points of kernels.ptx.
 var kernelNames = []string{
-	"k_fill", "k_strided_copy", "k_unary", "k_unary_grad", "k_binary", "k_affine", "k_axpy",
+	"k_strided_copy", "k_unary", "k_unary_grad", "k_binary", "k_affine", "k_axpy",
 	"k_clamp_mask", "k_reduce", "k_count_nonfinite", "k_softmax", "k_softmax_grad", "k_norm",
 	"k_norm_grad_dx", "k_norm_grad_w", "k_gather", "k_scatter_add", "k_im2col", "k_col2im",
 	"k_rope", "k_uniform", "k_normal", "k_adamw", "k_inverse", "k_gemm_beta",
@@ -154,43 +154,45 @@ func (d *device) close() {
 	C.cuDevicePrimaryCtxRelease_v2(d.dev)
 }
 
+func (d *device) deviceName() string { return d.name }
+
 // malloc returns n zeroed bytes of device memory (0 for n == 0).
-func (d *device) malloc(bytes int) C.CUdeviceptr {
+func (d *device) malloc(bytes int) uint64 {
 	if bytes == 0 {
 		return 0
 	}
 	var p C.CUdeviceptr
 	check(fmt.Sprintf("cuMemAlloc(%d bytes)", bytes), C.g_alloc(d.ctx, &p, C.size_t(bytes)))
-	return p
+	return uint64(p)
 }
 
-func (d *device) free(p C.CUdeviceptr) {
+func (d *device) free(p uint64) {
 	if p != 0 {
-		check("cuMemFree", C.g_free(d.ctx, p))
+		check("cuMemFree", C.g_free(d.ctx, cptr(p)))
 	}
 }
 
-func (d *device) htod(dst C.CUdeviceptr, src unsafe.Pointer, bytes int) {
+func (d *device) htod(dst uint64, src unsafe.Pointer, bytes int) {
 	if bytes > 0 {
-		check("cuMemcpyHtoD", C.g_htod(d.ctx, dst, src, C.size_t(bytes)))
+		check("cuMemcpyHtoD", C.g_htod(d.ctx, cptr(dst), src, C.size_t(bytes)))
 	}
 }
 
-func (d *device) dtoh(dst unsafe.Pointer, src C.CUdeviceptr, bytes int) {
+func (d *device) dtoh(dst unsafe.Pointer, src uint64, bytes int) {
 	if bytes > 0 {
-		check("cuMemcpyDtoH", C.g_dtoh(d.ctx, dst, src, C.size_t(bytes)))
+		check("cuMemcpyDtoH", C.g_dtoh(d.ctx, dst, cptr(src), C.size_t(bytes)))
 	}
 }
 
-func (d *device) dtod(dst, src C.CUdeviceptr, bytes int) {
+func (d *device) dtod(dst, src uint64, bytes int) {
 	if bytes > 0 {
-		check("cuMemcpyDtoD", C.g_dtod(d.ctx, dst, src, C.size_t(bytes)))
+		check("cuMemcpyDtoD", C.g_dtod(d.ctx, cptr(dst), cptr(src), C.size_t(bytes)))
 	}
 }
 
-func (d *device) memset32(dst C.CUdeviceptr, v uint32, n int) {
+func (d *device) memset32(dst uint64, v uint32, n int) {
 	if n > 0 {
-		check("cuMemsetD32", C.g_memset32(d.ctx, dst, C.uint(v), C.size_t(n)))
+		check("cuMemsetD32", C.g_memset32(d.ctx, cptr(dst), C.uint(v), C.size_t(n)))
 	}
 }
 
@@ -208,10 +210,10 @@ func (d *device) launch(name string, grid, block int, a *args) {
 }
 
 // gemm calls cuBLAS on device pointers; see g_gemm in shim.h.
-func (d *device) gemm(transA, transB bool, m, n, k int, alpha float32, a C.CUdeviceptr, lda, sa int,
-	b C.CUdeviceptr, ldb, sb int, beta float32, c C.CUdeviceptr, ldc, sc, batch int) {
+func (d *device) gemm(transA, transB bool, m, n, k int, alpha float32, a uint64, lda, sa int,
+	b uint64, ldb, sb int, beta float32, c uint64, ldc, sc, batch int) {
 	s := C.g_gemm(d.ctx, d.blas, cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
-		a, C.int(lda), C.longlong(sa), b, C.int(ldb), C.longlong(sb), C.float(beta), c, C.int(ldc), C.longlong(sc), C.int(batch))
+		cptr(a), C.int(lda), C.longlong(sa), cptr(b), C.int(ldb), C.longlong(sb), C.float(beta), cptr(c), C.int(ldc), C.longlong(sc), C.int(batch))
 	if s != C.CUBLAS_STATUS_SUCCESS {
 		panic(fmt.Sprintf("cuda: cublasSgemm m=%d n=%d k=%d batch=%d: status %d", m, n, k, batch, int(s)))
 	}
