@@ -18,6 +18,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/hira"
 	"github.com/gopeft/gopeft/tuners/hra"
 	"github.com/gopeft/gopeft/tuners/ia3"
+	"github.com/gopeft/gopeft/tuners/lily"
 	"github.com/gopeft/gopeft/tuners/lntuning"
 	"github.com/gopeft/gopeft/tuners/loha"
 	"github.com/gopeft/gopeft/tuners/lokr"
@@ -57,6 +58,7 @@ var methods = map[string]tuners.Method{
 	hira.PeftType:            hira.Method{},
 	hra.PeftType:             hra.Method{},
 	ia3.PeftType:             ia3.Method{},
+	lily.PeftType:            lily.Method{},
 	lntuning.PeftType:        lntuning.Method{},
 	loha.PeftType:            loha.Method{},
 	lokr.PeftType:            lokr.Method{},
