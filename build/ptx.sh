@@ -23,6 +23,17 @@ OUT=kernels/cuda/kernels.ptx
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 
+# First the device math (cuda/gmath.h), compiled for the host and compared
+# with the C library: a wrong polynomial would otherwise only show on a GPU.
+CXX_HOST=${CXX_HOST:-$(command -v clang++ || command -v c++ || command -v g++ || true)}
+if [ -n "$CXX_HOST" ]; then
+	"$CXX_HOST" -O1 -std=c++17 -DGMATH_HOST -Icuda cuda/gmath_check.cpp -o "$tmp.check"
+	"$tmp.check" | tail -1
+	rm -f "$tmp.check"
+else
+	echo "ptx.sh: no host C++ compiler, cuda/gmath_check.cpp not run" >&2
+fi
+
 CLANG=${CLANG:-$(command -v clang++ || command -v clang || true)}
 if [ -n "$CLANG" ]; then
 	"$CLANG" -x cuda --cuda-device-only -nocudainc -nocudalib --cuda-gpu-arch="$ARCH" \

@@ -9,7 +9,15 @@
 #ifndef GOPEFT_GMATH_H
 #define GOPEFT_GMATH_H
 
+#ifdef GMATH_HOST
+// Host build for cuda/gmath_check.cpp, which compares these functions with
+// the C library.
+#define __device__
+typedef unsigned long long u64;
+typedef long long i64;
+#else
 #include "device.h"
+#endif
 
 #define G_INF __builtin_inf()
 #define G_NAN __builtin_nan("")
