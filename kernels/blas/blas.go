@@ -4,8 +4,8 @@
 //
 // It is compiled only with the build tag "blas" and links against the
 // system's OpenBLAS (Debian: libopenblas-dev; build/deps.sh installs it)
-// through gonum.org/v1/netlib. Matrix products go to cblas_sgemm and Axpy to
-// cblas_saxpy; every other kernel is the pure Go backend's, which the
+// through gonum.org/v1/netlib. Matrix products go to cblas_sgemm and long
+// Axpys to cblas_saxpy; every other kernel is the pure Go backend's, which the
 // Backend embeds.
 //
 // # Threads
@@ -94,13 +94,24 @@ func (b *Backend) Gemm(a *kernels.GemmArgs) {
 	}
 }
 
-// Axpy accumulates dst[i] += alpha*src[i] with cblas_saxpy, which runs
-// several times faster than the pure Go loop at every size measured
-// (BenchmarkAxpy: 1K to 16M elements).
+// saxpyMin is the length from which Axpy calls cblas_saxpy. Below it the
+// pure Go backend's AVX2 loop is as fast or faster (no cgo call, no thread
+// hand-off); above it OpenBLAS's threaded saxpy wins (BenchmarkAxpy: equal
+// at 1K, pure Go 1.5x faster at 16K, saxpy 1.3-1.8x faster at 128K-1M,
+// equal at 16M).
+const saxpyMin = 1 << 16
+
+// Axpy accumulates dst[i] += alpha*src[i]: with the pure Go backend's loop
+// for short vectors (C3A's row-by-row merge), with cblas_saxpy from
+// saxpyMin elements on.
 func (b *Backend) Axpy(dst, src kernels.Buffer, alpha float32) {
 	d, s := host(dst), host(src)
 	if len(d) != len(s) {
 		panic(fmt.Sprintf("blas: Axpy: lengths %d and %d differ", len(d), len(s)))
+	}
+	if len(d) < saxpyMin {
+		b.Backend.Axpy(dst, src, alpha)
+		return
 	}
 	b.impl.Saxpy(len(d), alpha, s, 1, d, 1)
 }

@@ -231,6 +231,10 @@ func (*Backend) Binary(op kernels.BinaryOp, dst kernels.Buffer, shape []int, a k
 	ds, sa, sb := l.strides[0][last], l.strides[1][last], l.strides[2][last]
 	if last == 0 && ds == 1 && sa == 1 && sb == 1 && op <= kernels.Div {
 		// One contiguous run (same-shape operands): split it by elements.
+		if inner < splitElems {
+			binaryVec(op, d[:inner], as, bs)
+			return
+		}
 		parallelFor(inner, 1, func(lo, hi int) { binaryVec(op, d[lo:hi], as[lo:hi], bs[lo:hi]) })
 		return
 	}
@@ -340,6 +344,10 @@ func binaryFunc(op kernels.BinaryOp) func(x, y float32) float32 {
 func (*Backend) Affine(dst, src kernels.Buffer, scale, shift float32) {
 	d, s := host(dst), host(src)
 	same("Affine", d, s)
+	if len(d) < splitElems {
+		affine(d, s, scale, shift) // too small to split: no closures
+		return
+	}
 	parallelFor(len(d), 1, func(lo, hi int) { affine(d[lo:hi], s[lo:hi], scale, shift) })
 }
 
@@ -347,6 +355,10 @@ func (*Backend) Affine(dst, src kernels.Buffer, scale, shift float32) {
 func (*Backend) Axpy(dst, src kernels.Buffer, alpha float32) {
 	d, s := host(dst), host(src)
 	same("Axpy", d, s)
+	if len(d) < splitElems {
+		axpy32(d, s, alpha) // too small to split: no closures
+		return
+	}
 	parallelFor(len(d), 1, func(lo, hi int) { axpy32(d[lo:hi], s[lo:hi], alpha) })
 }
 

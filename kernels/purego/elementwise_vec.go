@@ -138,3 +138,9 @@ func binaryVec(op kernels.BinaryOp, d, a, b []float32) bool {
 	}
 	return true
 }
+
+// splitElems is the length below which Axpy, Affine and the contiguous
+// Binary run on the calling goroutine: starting goroutines costs more than
+// a second core saves on these memory-bound loops until the data outgrows
+// the caches.
+const splitElems = 1 << 17

@@ -67,7 +67,7 @@ func TestElementwiseAsmMatchesGeneric(t *testing.T) {
 func BenchmarkElementwise(b *testing.B) {
 	be := New()
 	defer SetGenericElementwise(false)
-	for _, n := range []int{4096, 1 << 16, 1 << 20, 1 << 24} {
+	for _, n := range []int{4096, 1 << 16, 1 << 18, 1 << 20, 1 << 24} {
 		x, y, d := benchData(n), benchData(n), benchData(n) // d touched: no page faults in the first run
 		shape, st := []int{n}, []int{1}
 		cols := 4096
