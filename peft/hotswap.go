@@ -71,7 +71,11 @@ var hotSwapKeys = []struct {
 // B and zeros the rest. The scaling of each module becomes dir's (its r,
 // lora_alpha, rank_pattern). The adapter must not be merged. Everything is
 // checked before anything is written, so a failed swap leaves the model
-// unchanged.
+// unchanged. Where the factors are wider than dir's rank (after
+// PrepareHotSwap, or swapping in a smaller rank) the model's config records
+// the width as r, as PrepareHotSwap does, so that Save writes a config
+// whose shapes match its tensors; the scaling is then the loaded one's and
+// not r's (PEFT behaves the same).
 //
 // Like every mutation, it must not run while a Forward (or anything else)
 // runs on the model; between forwards it is safe.
@@ -148,11 +152,15 @@ func (m *Model) HotSwapAdapter(dir, name string) error {
 		}
 	}
 	var errs []error
+	padded := 0 // the factors' width where it exceeds the new rank
 	for i, l := range layers {
 		r, alpha := 0, 0.0
 		if params[i] != nil {
 			if r, alpha, err = newCfg.RankAlpha(at[i].Path); err != nil {
 				return fmt.Errorf("peft: hot-swap %s: %w", dir, err)
+			}
+			if w := l.(interface{ Rank(string) int }).Rank(name); w != r {
+				padded = max(padded, w)
 			}
 		}
 		if err := l.HotSwap(name, params[i], r, alpha); err != nil {
@@ -161,6 +169,13 @@ func (m *Model) HotSwapAdapter(dir, name string) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if padded > 0 {
+		// As PrepareHotSwap does: the config records the padded width.
+		newCfg.R = padded
+		for k := range newCfg.RankPattern {
+			newCfg.RankPattern[k] = padded
+		}
 	}
 	newCfg.Base().InferenceMode = oldCfg.Base().InferenceMode
 	st.cfg = newCfg
