@@ -124,7 +124,7 @@ func TestClassifierReference(t *testing.T) {
 
 func TestLayerScalings(t *testing.T) {
 	k := 2
-	vals := []float32{0.1, 0.5, 0.3, 0.2, /**/ 0.4, 0.4, 0.1, 0.05, /**/ 0.9, 0.0, 0.05, 0.05}
+	vals := []float32{0.1, 0.5, 0.3, 0.2 /**/, 0.4, 0.4, 0.1, 0.05 /**/, 0.9, 0.0, 0.05, 0.05}
 	// [batch 1, seq 1, layers 3, experts 4]
 	s := nn.New(nil, vals, 1, 1, 3, 4)
 	for _, c := range []struct {
