@@ -379,4 +379,28 @@ func TestMixedModelOFTFirst(t *testing.T) {
 	if d := maxDiff(forward(t, m, in), got); d > 2e-4 {
 		t.Errorf("merged OFT-first mixed output differs by %g", d)
 	}
+
+	// Unload (without merging) gives the base model back.
+	back, err := peft.LoadMixed(hsLlama(t), filepath.Join(dir, "oft"), peft.AdapterName("oft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := back.LoadAdapter(filepath.Join(dir, "lo"), "lo"); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := back.Unload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := plain.(models.Model).Forward(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want0, err := hsLlama(t).Forward(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(out, want0); d != 0 {
+		t.Errorf("the unloaded model differs from the base model by %g", d)
+	}
 }
