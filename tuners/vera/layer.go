@@ -191,7 +191,7 @@ func (l *Layer) Buffers(adapter string) []tuners.Buffer {
 		return nil
 	}
 	A, B := a.proj.A, a.proj.B
-	av, bv := drawProjections(a.proj.Key, A.Dim(0), A.Dim(1), B.Dim(0))
+	av, bv := DrawProjections(a.proj.Key, A.Dim(0), B.Dim(1), A.Dim(1), B.Dim(0))
 	return []tuners.Buffer{
 		{Name: "vera_A." + adapter, Shape: A.Shape(), F32: av},
 		{Name: "vera_B." + adapter, Shape: B.Shape(), F32: bv},

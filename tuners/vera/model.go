@@ -49,15 +49,23 @@ type Projections struct {
 // gain sqrt(2) over its fan-in (in for A, r for B), bit for bit torch's
 // values.
 func NewProjections(be kernels.Backend, key int64, r, in, out int) *Projections {
-	a, b := drawProjections(key, r, in, out)
-	return &Projections{A: nn.New(be, a, r, in), B: nn.New(be, b, out, r), Key: key}
+	return NewProjectionsRows(be, key, r, r, in, out)
 }
 
-// drawProjections returns the values of vera_A [r, in] and vera_B [out, r]
-// for key, row-major.
-func drawProjections(key int64, r, in, out int) (a, b []float32) {
+// NewProjectionsRows is NewProjections with rowsA rows in A (PVeRA draws
+// A [2r, in] and B [out, r] from one generator, in that order).
+func NewProjectionsRows(be kernels.Backend, key int64, rowsA, r, in, out int) *Projections {
+	a, b := DrawProjections(key, rowsA, r, in, out)
+	return &Projections{A: nn.New(be, a, rowsA, in), B: nn.New(be, b, out, r), Key: key}
+}
+
+// DrawProjections returns the values of A [rowsA, in] and B [out, r] for
+// key, row-major: a torch CPU generator seeded with key draws A, then B,
+// each uniform in ±sqrt(6 / fan_in) (torch's kaiming_uniform_ with a = 0,
+// which is also PEFT's _kaiming_init for VeRA).
+func DrawProjections(key int64, rowsA, r, in, out int) (a, b []float32) {
 	g := torchrand.New(key)
-	a = make([]float32, r*in)
+	a = make([]float32, rowsA*in)
 	bound := torchrand.KaimingBound(in, 0)
 	g.Uniform(a, -bound, bound)
 	b = make([]float32, out*r)
