@@ -334,7 +334,6 @@ func TestXLoRAGradCheck(t *testing.T) {
 	}
 }
 
-
 func xloraMaxDiff(a, b []float32) float64 {
 	var m float64
 	for i := range a {
