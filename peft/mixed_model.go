@@ -18,7 +18,7 @@ var MixableMethods = []string{"LORA", "LOHA", "LOKR", "ADALORA", "OFT", "SHIRA"}
 
 // firstOnly are the methods that must be a module's first (innermost)
 // method in a mixed model.
-var firstOnly = []string{"OFT"}
+var firstOnly = tuners.FirstOnlyMethods
 
 // checkMixable refuses what a mixed model cannot hold.
 func checkMixable(typ string, cfg tuners.Config) error {

@@ -11,6 +11,11 @@ import (
 // MixedMethod is the Method() of a Stack.
 const MixedMethod = "MIXED"
 
+// FirstOnlyMethods are the peft_types whose layer does not add an update to
+// its base output (OFT rotates its input): in a Stack such a layer can only
+// be the first, and its adapters merge before those of the later layers.
+var FirstOnlyMethods = []string{"OFT"}
+
 // Stack is the layer a mixed model (PEFT's PeftMixedModel) puts at a module
 // that adapters of several methods target: one Layer per method, each made
 // by its method around the same base module (they share its weight tensors;
@@ -241,7 +246,14 @@ func (s *Stack) Disabled() bool {
 // With safe, every layer checks its result; a failure stops there, leaving
 // the layers merged so far merged (Merged reports them).
 func (s *Stack) Merge(adapters []string, safe bool) error {
-	for _, l := range s.layers {
+	for i, l := range s.layers {
+		if i == 0 && slices.Contains(FirstOnlyMethods, l.Method()) {
+			for _, later := range s.layers[1:] {
+				if m := later.Merged(); len(m) > 0 && s.wouldMerge(l, adapters) {
+					return fmt.Errorf("tuners: %s adapters must merge before %s adapters %q, which are merged: unmerge them first", l.Method(), later.Method(), m)
+				}
+			}
+		}
 		var mine []string
 		if adapters == nil {
 			mine = l.Active()
@@ -266,6 +278,16 @@ func (s *Stack) Merge(adapters []string, safe bool) error {
 		}
 	}
 	return nil
+}
+
+// wouldMerge reports whether Merge(adapters) merges something new on l.
+func (s *Stack) wouldMerge(l Layer, adapters []string) bool {
+	names := adapters
+	if names == nil {
+		names = l.Active()
+	}
+	held, merged := l.Adapters(), l.Merged()
+	return slices.ContainsFunc(names, func(n string) bool { return slices.Contains(held, n) && !slices.Contains(merged, n) })
 }
 
 // Unmerge unmerges every method layer, the most recently merged first.
