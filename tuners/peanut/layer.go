@@ -21,8 +21,9 @@ type adapter struct {
 	b       *nn.Tensor   // peanut_B.weight [out, r]
 	enc     []*nn.Tensor // peanut_encoders.i.weight [r, r]
 	dec     []*nn.Tensor // peanut_decoders.i.weight [r, r]
-	// cached is the update added by the last Merge, subtracted by Unmerge.
-	cached *nn.Tensor
+	// cachedB and cachedH are the factors of the update the last Merge
+	// added (scaling * cachedB cachedH^T), which Unmerge subtracts.
+	cachedB, cachedH *nn.Tensor
 }
 
 // trainable lists the adapter's tensors.
@@ -100,10 +101,11 @@ func (l *Layer) addAdapter(name string, cfg *Config, rng *nn.RNG, trainable bool
 	return l.Add(name, a)
 }
 
-// delta returns adapter a's update [out, in] computed from the base weight
-// w with tensors A, B, encoders and decoders (live ones record gradients).
-func delta(a *adapter, w, pa, pb *nn.Tensor, enc, dec []*nn.Tensor) *nn.Tensor {
-	h := a.act.Forward(nn.LinearOp(nn.T(w), pa, nil)) // [in, r]
+// hidden returns the network's last hidden state [in, r] for the base
+// weight w: everything before peanut_B (live tensors record gradients).
+// The update is then delta = scaling * B hidden^T.
+func hidden(a *adapter, w, pa *nn.Tensor, enc, dec []*nn.Tensor) *nn.Tensor {
+	h := a.act.Forward(nn.MatMulT(w, pa, true, true)) // W^T A^T: [in, r]
 	res := make([]*nn.Tensor, 0, len(enc))
 	for _, e := range enc {
 		res = append(res, h)
@@ -112,14 +114,11 @@ func delta(a *adapter, w, pa, pb *nn.Tensor, enc, dec []*nn.Tensor) *nn.Tensor {
 	for i, d := range dec {
 		h = nn.Add(a.act.Forward(nn.LinearOp(h, d, nil)), res[len(res)-1-i])
 	}
-	out := nn.LinearOp(h, pb, nil) // [in, out]
-	if a.scaling != 1 {
-		out = nn.Scale(out, a.scaling)
-	}
-	return nn.T(out)
+	return h
 }
 
-// Forward returns base(x) plus the active adapters' contributions.
+// Forward returns base(x) plus the active adapters' contributions,
+// x delta^T = scaling * (x hidden) B^T, without forming delta.
 func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 	result := l.base.Forward(x)
 	if l.Bypass() {
@@ -128,9 +127,26 @@ func (l *Layer) Forward(x *nn.Tensor) *nn.Tensor {
 	w := l.base.Weight.Detach()
 	for _, name := range l.Active() {
 		a, _ := l.Get(name)
-		result = nn.Add(result, nn.LinearOp(x, delta(a, w, a.a, a.b, a.enc, a.dec), nil))
+		h := hidden(a, w, a.a, a.enc, a.dec)
+		y := nn.LinearOp(nn.MatMul(x, h), a.b, nil)
+		if a.scaling != 1 {
+			y = nn.Scale(y, a.scaling)
+		}
+		result = nn.Add(result, y)
 	}
 	return result
+}
+
+// detachedHidden is hidden without gradient.
+func (l *Layer) detachedHidden(a *adapter, w *nn.Tensor) *nn.Tensor {
+	detach := func(ts []*nn.Tensor) []*nn.Tensor {
+		out := make([]*nn.Tensor, len(ts))
+		for i, t := range ts {
+			out[i] = t.Detach()
+		}
+		return out
+	}
+	return hidden(a, w, a.a.Detach(), detach(a.enc), detach(a.dec))
 }
 
 // DeltaWeight returns adapter name's weight update [out, in] for the current
@@ -140,40 +156,30 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("peanut: no adapter %q on this layer", name)
 	}
-	return l.detachedDelta(a, l.base.Weight.Detach()), nil
-}
-
-func (l *Layer) detachedDelta(a *adapter, w *nn.Tensor) *nn.Tensor {
-	detach := func(ts []*nn.Tensor) []*nn.Tensor {
-		out := make([]*nn.Tensor, len(ts))
-		for i, t := range ts {
-			out[i] = t.Detach()
-		}
-		return out
-	}
-	return delta(a, w, a.a.Detach(), a.b.Detach(), detach(a.enc), detach(a.dec))
+	h := l.detachedHidden(a, l.base.Weight.Detach())
+	return nn.Scale(nn.MatMulT(a.b.Detach(), h, false, true), a.scaling), nil
 }
 
 // Merge folds adapters (nil: the active ones) into the base weight in
 // place; adapters already merged are skipped. As in PEFT, every update of
 // one call is computed from the weight as it was when the call began, and
-// remembered for Unmerge. With safe, a merged weight holding NaN or Inf is
-// refused and the weight keeps its value. Not safe for concurrent use.
+// remembered for Unmerge (as its factors B and hidden, so that unmerging is
+// one GEMM too). With safe, a merged weight holding NaN or Inf is refused
+// and the weight keeps its value. Not safe for concurrent use.
 func (l *Layer) Merge(names []string, safe bool) error {
 	todo := l.ToMerge(names)
-	if len(todo) == 0 {
-		return nil
-	}
-	start := l.base.Weight.Detach().Clone()
-	for _, name := range todo {
+	hs := make([]*nn.Tensor, len(todo))
+	for i, name := range todo {
 		a, _ := l.Get(name)
-		d := l.detachedDelta(a, start)
-		merged := nn.Add(l.base.Weight.Detach(), d)
-		if safe && merged.Backend().CountNonFinite(merged.Buffer()) != 0 {
-			return fmt.Errorf("peanut: adapter %q: merged weights contain NaN or Inf; the adapter seems broken", name)
+		hs[i] = l.detachedHidden(a, l.base.Weight.Detach())
+	}
+	for i, name := range todo {
+		a, _ := l.Get(name)
+		b := a.b.Detach().Clone()
+		if !adapters.MergeProduct(l.base.Weight, b, hs[i], false, true, a.scaling, safe) {
+			return fmt.Errorf("peanut: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
 		}
-		l.base.Weight.CopyFrom(merged)
-		a.cached = d
+		a.cachedB, a.cachedH = b, hs[i]
 		l.MarkMerged(name)
 	}
 	return nil
@@ -186,11 +192,11 @@ func (l *Layer) Unmerge() error {
 		merged := l.Merged()
 		name := merged[len(merged)-1]
 		a, _ := l.Get(name)
-		if a.cached == nil {
+		if a.cachedB == nil {
 			return fmt.Errorf("peanut: adapter %q: the update added by merging is missing; cannot unmerge", name)
 		}
-		l.base.Weight.CopyFrom(nn.Sub(l.base.Weight.Detach(), a.cached))
-		a.cached = nil
+		adapters.AddProduct(l.base.Weight, a.cachedB, a.cachedH, false, true, -a.scaling)
+		a.cachedB, a.cachedH = nil, nil
 		l.PopMerged()
 	}
 	return nil
