@@ -29,6 +29,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/peanut"
 	"github.com/gopeft/gopeft/tuners/poly"
 	"github.com/gopeft/gopeft/tuners/psoft"
+	"github.com/gopeft/gopeft/tuners/pvera"
 	"github.com/gopeft/gopeft/tuners/randlora"
 	"github.com/gopeft/gopeft/tuners/road"
 	"github.com/gopeft/gopeft/tuners/shira"
@@ -68,6 +69,7 @@ var methods = map[string]tuners.Method{
 	osf.PeftType:             osf.Method{},
 	peanut.PeftType:          peanut.Method{},
 	psoft.PeftType:           psoft.Method{},
+	pvera.PeftType:           pvera.Method{},
 	randlora.PeftType:        randlora.Method{},
 	road.PeftType:            road.Method{},
 	shira.PeftType:           shira.Method{},
