@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/xlora"
 )
 
 // File names of an adapter folder, as PEFT writes them.
@@ -108,6 +109,9 @@ func newConfig(peftType string) (tuners.Config, error) {
 	}
 	if m, ok := promptMethods[strings.ToUpper(peftType)]; ok {
 		return m.NewConfig(), nil
+	}
+	if strings.EqualFold(peftType, xlora.PeftType) {
+		return nil, fmt.Errorf("peft: peft_type %q is a mixture of LoRA experts: load it with LoadXLoRA and build it with NewXLoRA", peftType)
 	}
 	return nil, fmt.Errorf("peft: peft_type %q is not supported (supported: %v)", peftType, Methods())
 }
