@@ -341,3 +341,11 @@ func xloraMaxDiff(a, b []float32) float64 {
 	}
 	return m
 }
+
+func TestXLoRAPlainLoadPointsToLoadXLoRA(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "adapter_config.json"), []byte(`{"peft_type": "XLORA", "hidden_size": 16, "adapters": {}}`), 0o644)
+	if _, err := peft.Load(xloraBase(t), dir); err == nil || !strings.Contains(err.Error(), "LoadXLoRA") {
+		t.Fatalf("peft.Load of an X-LoRA folder: %v", err)
+	}
+}
