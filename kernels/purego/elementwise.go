@@ -24,6 +24,9 @@ func unaryCost(op kernels.UnaryOp) int {
 	return 16
 }
 
+// negZero is -0, which added to any float32 leaves it unchanged.
+var negZero = float32(math.Copysign(0, -1))
+
 func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 
 // Unary sets dst[i] = op(src[i]).
@@ -40,9 +43,9 @@ func unary(op kernels.UnaryOp, d, s []float32) {
 	s = s[:len(d)]
 	switch op {
 	case kernels.Neg:
-		for i, x := range s {
-			d[i] = -x
-		}
+		// x*-1 + -0 is -x bitwise for every number, zeros included (a NaN
+		// stays a NaN), and runs on affine's vector path.
+		affine(d, s, -1, negZero)
 	case kernels.Abs:
 		for i, x := range s {
 			d[i] = float32(math.Abs(float64(x)))
@@ -64,9 +67,7 @@ func unary(op kernels.UnaryOp, d, s []float32) {
 			d[i] = float32(1 / math.Sqrt(float64(x)))
 		}
 	case kernels.Square:
-		for i, x := range s {
-			d[i] = x * x
-		}
+		binaryVec(kernels.Mul, d, s, s)
 	case kernels.Recip:
 		for i, x := range s {
 			d[i] = 1 / x

@@ -33,6 +33,10 @@ func TestElementwiseAsmMatchesGeneric(t *testing.T) {
 			be.Axpy(d, a, -0.37)
 		case "affine":
 			be.Affine(d, a, 1.7, -0.25)
+		case "neg":
+			be.Unary(kernels.Neg, d, a)
+		case "square":
+			be.Unary(kernels.Square, d, a)
 		case "mulInPlace":
 			be.Binary(kernels.Mul, a, []int{n}, a, []int{1}, b, []int{1})
 			d = a
@@ -47,7 +51,7 @@ func TestElementwiseAsmMatchesGeneric(t *testing.T) {
 		}
 		return d
 	}
-	for _, name := range []string{"axpy", "affine", "add", "sub", "mul", "div", "mulInPlace"} {
+	for _, name := range []string{"axpy", "affine", "add", "sub", "mul", "div", "neg", "square", "mulInPlace"} {
 		for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 40, 63, 64, 65, 200} {
 			for _, off := range []int{0, 1, 3} {
 				want, got := run(true, name, n, off), run(false, name, n, off)
@@ -87,6 +91,7 @@ func BenchmarkElementwise(b *testing.B) {
 			{"div", 12, func() { be.Binary(kernels.Div, d, shape, x, st, y, st) }},
 			{"mulRowBroadcast", 8, func() { be.Binary(kernels.Mul, d, rowShape, x, rowA, y, rowB) }},
 			{"square", 8, func() { be.Unary(kernels.Square, d, x) }},
+			{"neg", 8, func() { be.Unary(kernels.Neg, d, x) }},
 		}
 		for _, c := range cases {
 			for _, generic := range []bool{false, true} {
