@@ -45,7 +45,7 @@ static __device__ double g_exp(double x) {
 	double k = __builtin_rint(x * 1.4426950408889634074);
 	double r = (x - k * G_LN2_HI) - k * G_LN2_LO; // |r| <= 0.35
 	double p = 1.0;
-	for (int i = 14; i >= 1; i--) p = 1.0 + p * r / i;
+	for (int i = 14; i >= 1; i--) p = 1.0 + p * r * (1.0 / i); // unrolled: constant reciprocals
 	return g_ldexp(p, (int)k);
 }
 
@@ -53,7 +53,7 @@ static __device__ double g_exp(double x) {
 static __device__ double g_expm1(double x) {
 	if (__builtin_fabs(x) < 0.5) {
 		double p = 1.0;
-		for (int i = 20; i >= 2; i--) p = 1.0 + p * x / i;
+		for (int i = 20; i >= 2; i--) p = 1.0 + p * x * (1.0 / i);
 		return x * p;
 	}
 	return g_exp(x) - 1.0;
@@ -106,13 +106,13 @@ static __device__ inline double g_sincos_red(double x, int *q) {
 
 static __device__ inline double g_sin_poly(double r) {
 	double r2 = r * r, p = 1.0;
-	for (int i = 19; i >= 3; i -= 2) p = 1.0 - p * r2 / (i * (i - 1));
+	for (int i = 19; i >= 3; i -= 2) p = 1.0 - p * r2 * (1.0 / (i * (i - 1)));
 	return r * p;
 }
 
 static __device__ inline double g_cos_poly(double r) {
 	double r2 = r * r, p = 1.0;
-	for (int i = 20; i >= 2; i -= 2) p = 1.0 - p * r2 / (i * (i - 1));
+	for (int i = 20; i >= 2; i -= 2) p = 1.0 - p * r2 * (1.0 / (i * (i - 1)));
 	return p;
 }
 
