@@ -157,6 +157,19 @@ func (x *XLoRA) Config() *xlora.Config { return x.cfg }
 // n_layers, n_experts] (PEFT's get_latest_scalings), or nil.
 func (x *XLoRA) LatestScalings() *nn.Tensor { return x.latest }
 
+// SetScalingPassValue sets scaling_pass_value, the scaling of every expert
+// in the scaling pass; nil means 1/n_experts (PEFT's
+// set_scaling_pass_value). The other knobs (top_k_lora,
+// global_scaling_weight, ...) are fields of Config() and take effect at the
+// next Forward. Not safe for concurrent use.
+func (x *XLoRA) SetScalingPassValue(v *float64) {
+	if v == nil {
+		x.cfg.ScalingPassValue = 1 / float64(len(x.names))
+		return
+	}
+	x.cfg.ScalingPassValue = *v
+}
+
 // SetTraining switches the experts' and the classifier's dropout on or off.
 func (x *XLoRA) SetTraining(on bool) {
 	x.m.SetTraining(on)

@@ -349,3 +349,20 @@ func TestXLoRAPlainLoadPointsToLoadXLoRA(t *testing.T) {
 		t.Fatalf("peft.Load of an X-LoRA folder: %v", err)
 	}
 }
+
+func TestXLoRASetScalingPassValue(t *testing.T) {
+	dirs := xloraExperts(t, t.TempDir(), 4)
+	x, err := peft.NewXLoRA(xloraBase(t), xloraConfig(dirs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.SetScalingPassValue(nil)
+	if x.Config().ScalingPassValue != 0.25 {
+		t.Fatalf("scaling_pass_value %v after nil, want 1/4", x.Config().ScalingPassValue)
+	}
+	v := 0.1
+	x.SetScalingPassValue(&v)
+	if x.Config().ScalingPassValue != 0.1 {
+		t.Fatal("scaling_pass_value not set")
+	}
+}
