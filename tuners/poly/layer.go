@@ -106,7 +106,7 @@ func (l *Layer) SetTaskIDs(ids []int32) error {
 	return nil
 }
 
-// MixingWeights returns adapter a's router output for the task ids:
+// mixingWeights returns adapter a's router output for the task ids:
 // [len(ids), n_splits, n_skills], sigmoid(logits) normalised over the
 // skills (a relaxed Bernoulli sample with temperature 1 in training).
 func (l *Layer) mixingWeights(a *adapter, ids []int32) *nn.Tensor {
