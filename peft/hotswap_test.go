@@ -96,7 +96,7 @@ func forward(t testing.TB, m *peft.Model, in models.Input) *nn.Tensor {
 // TestHotSwapMatchesFreshLoad swaps adapters of the same, smaller and
 // (after PrepareHotSwap) larger rank, subsets of targets and other scalings
 // into a loaded adapter and compares with loading the swapped-in adapter
-// fresh: same outputs, same layer objects.
+// fresh: same outputs, same layer objects, same adapter tensors.
 func TestHotSwapMatchesFreshLoad(t *testing.T) {
 	qv := []string{"q_proj", "v_proj"}
 	first := loraSpec{r: 8, alpha: 16, targets: qv, seed: 1}
@@ -128,6 +128,12 @@ func TestHotSwapMatchesFreshLoad(t *testing.T) {
 				}
 			}
 			before := layerPointers(t, m)
+			tensorsBefore := map[string][]*nn.Tensor{}
+			for p, l := range before {
+				for _, q := range l.AdapterParams(peft.DefaultAdapterName) {
+					tensorsBefore[p] = append(tensorsBefore[p], q.T)
+				}
+			}
 			if err := m.HotSwapAdapter(nextDir, peft.DefaultAdapterName); err != nil {
 				t.Fatal(err)
 			}
@@ -138,6 +144,13 @@ func TestHotSwapMatchesFreshLoad(t *testing.T) {
 			for p, l := range before {
 				if after[p] != l {
 					t.Errorf("layer %q was replaced by the swap", p)
+				}
+			}
+			for p, ts := range tensorsBefore {
+				for i, q := range before[p].AdapterParams(peft.DefaultAdapterName) {
+					if q.T != ts[i] {
+						t.Errorf("%s.%s is a new tensor after the swap", p, q.Name)
+					}
 				}
 			}
 			got := forward(t, m, in)
