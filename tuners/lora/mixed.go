@@ -82,6 +82,13 @@ func scatterRows(result *nn.Tensor, ys []*nn.Tensor, rows [][]int32) *nn.Tensor 
 			k++
 		}
 	}
+	if int(k) == batch && inOrder(pos) {
+		// The groups hold the rows in batch order: no permutation.
+		if len(ys) == 1 {
+			return nn.Add(result, ys[0])
+		}
+		return nn.Add(result, nn.Concat(0, ys...))
+	}
 	parts := slices.Clone(ys)
 	if int(k) < batch {
 		shape := result.Shape()
@@ -96,12 +103,31 @@ func scatterRows(result *nn.Tensor, ys []*nn.Tensor, rows [][]int32) *nn.Tensor 
 	return nn.Add(result, nn.Index(nn.Concat(0, parts...), 0, pos))
 }
 
+// inOrder reports whether rows is 0, 1, 2, ...
+func inOrder(rows []int32) bool {
+	for i, r := range rows {
+		if int(r) != i {
+			return false
+		}
+	}
+	return true
+}
+
+// gatherRows returns the rows of x (along axis 0), x itself when they are
+// all of its rows in order.
+func gatherRows(x *nn.Tensor, rows []int32) *nn.Tensor {
+	if len(rows) == x.Dim(0) && inOrder(rows) {
+		return x
+	}
+	return nn.Index(x, 0, rows)
+}
+
 // mixedForward adds each row's own adapter to result (Layer).
 func (l *Layer) mixedForward(x, result *nn.Tensor) *nn.Tensor {
 	as, rows := l.rowGroups(x.Dim(0))
 	ys := make([]*nn.Tensor, len(as))
 	for i, a := range as {
-		xs := nn.Index(x, 0, rows[i])
+		xs := gatherRows(x, rows[i])
 		if a.alora {
 			var offs []int
 			if l.aloraOffsets != nil {
