@@ -23,6 +23,7 @@ func TestForwardMixedLlama(t *testing.T) {
 		{"a", 4, []string{"q_proj", "v_proj"}},
 		{"b", 2, []string{"q_proj", "down_proj", "embed_tokens"}},
 		{"c", 8, []string{"o_proj", "gate_proj", "up_proj", "k_proj"}},
+		{"d", 3, []string{"q_proj", "v_proj"}},
 	}
 	var m *peft.Model
 	for i, s := range specs {
@@ -41,7 +42,21 @@ func TestForwardMixedLlama(t *testing.T) {
 		perturb(t, m, s.name, uint64(40+i))
 	}
 	m.SetTraining(false)
-	names := []string{"b", tuners.BaseAdapterName, "a", "c", "a", "b"}
+	for _, names := range [][]string{
+		{"b", tuners.BaseAdapterName, "a", "c", "a", "b"}, // permuted groups
+		{"a", "a", "b", "c", "c"},                         // groups in batch order
+		{"c", "c", "c"},                                   // one group, every row
+		{"a", "b", tuners.BaseAdapterName},                // in order, a base row last
+		{"a", "a", "d", "d", "d"},                         // q/v rows all covered, in order
+	} {
+		checkRows(t, m, names)
+	}
+}
+
+// checkRows runs ForwardMixed with names and compares each row with the
+// row run alone.
+func checkRows(t *testing.T, m *peft.Model, names []string) {
+	t.Helper()
 	in := llamaInput(len(names))
 	got, err := m.ForwardMixed(in, names)
 	if err != nil {
@@ -66,16 +81,16 @@ func TestForwardMixedLlama(t *testing.T) {
 			d = max(d, abs64(float64(gd[i*per+j]-wd[j])))
 		}
 		if d > 1e-5 {
-			t.Errorf("row %d (%s) differs from running it alone by %g", i, n, d)
+			t.Errorf("%q: row %d (%s) differs from running it alone by %g", names, i, n, d)
 		}
 	}
-	// The rows really differ by adapter: "a" and "b" rows of the same ids
-	// would agree otherwise.
-	if err := m.SetAdapter("a"); err != nil {
+	// The rows really differ by adapter: the batch differs from the same
+	// batch with another adapter everywhere.
+	if err := m.SetAdapter("b"); err != nil {
 		t.Fatal(err)
 	}
 	if d := maxDiff(forward(t, m, in), got); d < 1e-4 {
-		t.Errorf("the mixed batch equals the all-%q batch (diff %g)", "a", d)
+		t.Errorf("%q: the mixed batch equals the all-%q batch (diff %g)", names, "b", d)
 	}
 }
 
