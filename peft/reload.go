@@ -3,6 +3,7 @@ package peft
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/gopeft/gopeft/tuners"
 )
@@ -63,4 +64,36 @@ func (m *Model) Buffers(adapter string) map[string]tuners.Buffer {
 		return nil
 	})
 	return out
+}
+
+// fitShapes hands every layer of adapter that sizes its tensors from the
+// file (tuners.ShapeFitter) the file's shapes of its saved fragments; it
+// reports whether any layer was asked.
+func (m *Model) fitShapes(adapter string, src weightSource) (bool, error) {
+	fitted := false
+	err := tuners.WalkTargets(m.root, func(n tuners.Node) error {
+		l, ok := n.Module.(tuners.Layer)
+		if !ok {
+			return nil
+		}
+		f, ok := l.(tuners.ShapeFitter)
+		if !ok || !slices.Contains(l.Adapters(), adapter) {
+			return nil
+		}
+		prefix := "base_model.model." + n.Path + "."
+		shapes := map[string][]int{}
+		for _, name := range src.Names() {
+			if frag, ok := strings.CutPrefix(name, prefix); ok {
+				if info, ok := src.Info(name); ok {
+					shapes[frag] = info.Shape
+				}
+			}
+		}
+		fitted = true
+		if err := f.FitShapes(adapter, shapes); err != nil {
+			return fmt.Errorf("adapter %q: module %q: %w", adapter, n.Path, err)
+		}
+		return nil
+	})
+	return fitted, err
 }

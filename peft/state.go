@@ -304,6 +304,13 @@ func (m *Model) loadWeights(adapter, dir string) error {
 			}
 		}
 	}
+	if fitted, err := m.fitShapes(adapter, src); err != nil {
+		return fmt.Errorf("peft: %s: %w", path, err)
+	} else if fitted {
+		if want, err = m.StateDict(adapter); err != nil {
+			return err
+		}
+	}
 	var unexpected, missing, mismatched []string
 	names := src.Names()
 	// Full embedding matrices (saved by PEFT when the vocabulary was
