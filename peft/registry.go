@@ -6,6 +6,7 @@ import (
 
 	"github.com/gopeft/gopeft/tuners"
 	"github.com/gopeft/gopeft/tuners/adalora"
+	"github.com/gopeft/gopeft/tuners/adamss"
 	"github.com/gopeft/gopeft/tuners/beft"
 	"github.com/gopeft/gopeft/tuners/boft"
 	"github.com/gopeft/gopeft/tuners/c3a"
@@ -47,6 +48,7 @@ import (
 var methods = map[string]tuners.Method{
 	beft.PeftType:            beft.Method{},
 	adalora.PeftType:         adalora.Method{},
+	adamss.PeftType:          adamss.Method{},
 	delora.PeftType:          delora.Method{},
 	gralora.PeftType:         gralora.Method{},
 	c3a.PeftType:             c3a.Method{},
