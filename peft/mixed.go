@@ -16,6 +16,12 @@ import (
 // inference feature: it fails while adapters are merged, and for methods
 // (or modules_to_save copies) that cannot split a batch.
 //
+// The batch runs through the model once: each adapted layer gathers the
+// rows of each adapter, runs that adapter on them and adds the results
+// back in place (see tuners/lora). In a mixed model (NewMixed) each
+// module's stack hands the names to every method layer on it, so every
+// method there must take per-row adapters.
+//
 // It changes the layers for the duration of the call, so it must not run
 // concurrently with anything else on the model.
 func (m *Model) ForwardMixed(in models.Input, adapterNames []string) (out *nn.Tensor, err error) {
