@@ -39,11 +39,23 @@ const rootPrefix = "base_model.model"
 // "<path>.original_module." and copies under
 // "<path>.modules_to_save.<adapter>.", adapter tensors with the adapter
 // name inserted, method-level tensors last under "base_model.".
-func (m *Model) namedParams() []namedParam {
+func (m *Model) namedParams() []namedParam { return m.namedParamsAliased(false) }
+
+// namedParamsAliased is namedParams; with aliases it also lists, after its
+// first occurrence, every further saved key of an adapter tensor that
+// several layers share (Lily's lily_A and lily_B): PEFT saves a shared
+// tensor under each layer's key (cloning the aliases) and loads each copy.
+func (m *Model) namedParamsAliased(aliases bool) []namedParam {
 	var out []namedParam
 	seen := map[*nn.Tensor]bool{}
 	add := func(p namedParam) {
-		if p.T == nil || seen[p.T] {
+		if p.T == nil {
+			return
+		}
+		if seen[p.T] {
+			if aliases && p.kind == kindAdapter && p.key != "" {
+				out = append(out, p)
+			}
 			return
 		}
 		seen[p.T] = true

@@ -49,7 +49,7 @@ func (m *Model) StateDict(adapter string) (map[string]*nn.Tensor, error) {
 	if a.encoder != nil {
 		return m.promptStateDict(a, adapter)
 	}
-	params := m.namedParams()
+	params := m.namedParamsAliased(true)
 	out := map[string]*nn.Tensor{}
 	put := func(key string, t *nn.Tensor) error {
 		if old, ok := out[key]; ok && old != t {
