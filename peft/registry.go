@@ -34,6 +34,7 @@ import (
 	"github.com/gopeft/gopeft/tuners/randlora"
 	"github.com/gopeft/gopeft/tuners/road"
 	"github.com/gopeft/gopeft/tuners/shira"
+	"github.com/gopeft/gopeft/tuners/supertuning"
 	"github.com/gopeft/gopeft/tuners/tinylora"
 	"github.com/gopeft/gopeft/tuners/trainabletokens"
 	"github.com/gopeft/gopeft/tuners/unilora"
@@ -75,6 +76,7 @@ var methods = map[string]tuners.Method{
 	randlora.PeftType:        randlora.Method{},
 	road.PeftType:            road.Method{},
 	shira.PeftType:           shira.Method{},
+	supertuning.PeftType:     supertuning.Method{},
 	tinylora.PeftType:        tinylora.Method{},
 	trainabletokens.PeftType: trainabletokens.Method{},
 	unilora.PeftType:         unilora.Method{},
