@@ -217,3 +217,11 @@ func MergeProduct(w, a, b *nn.Tensor, transA, transB bool, alpha float32, safe b
 	w.CopyFrom(c)
 	return true
 }
+
+// AddAt adds src[i] to the flat entry ids[i] of w in place with one
+// ScatterAdd kernel (rows of one value): no temporary the size of w.
+// src is 1-D with len(ids) entries on w's backend; repeated ids
+// accumulate. It records no gradient (merging sparse updates).
+func AddAt(w, src *nn.Tensor, ids []int32) {
+	w.Backend().ScatterAdd(w.Buffer(), src.Buffer(), ids, 1)
+}
