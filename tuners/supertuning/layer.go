@@ -171,17 +171,25 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 	return d, nil
 }
 
-// addDelta adds sign times the adapter's update to the weight in place;
-// with safe it checks the result for NaN/Inf first and changes nothing then.
+// addDelta adds sign times the adapter's update to the weight in place
+// (the sparse values with one scatter-add, the LoRA product with one GEMM);
+// with safe it computes the result in a copy first and changes nothing if
+// it holds NaN or Inf.
 func (l *Layer) addDelta(a *adapter, sign float32, safe bool) bool {
-	w := nn.Add(l.base.Weight.Detach(), l.sparse(a, nn.Scale(a.values.Detach(), sign)))
-	if safe && w.Backend().CountNonFinite(w.Buffer()) != 0 {
-		return false
+	w := l.base.Weight
+	if safe {
+		w = l.base.Weight.Detach().Clone()
 	}
-	if a.a != nil && !adapters.MergeProduct(w, a.b.Detach(), a.a.Detach(), false, false, sign*a.scale, safe) {
-		return false
+	adapters.AddAt(w, nn.Scale(a.values.Detach(), sign), a.ids)
+	if a.a != nil {
+		adapters.AddProduct(w, a.b.Detach(), a.a.Detach(), false, false, sign*a.scale)
 	}
-	l.base.Weight.CopyFrom(w)
+	if safe {
+		if w.Backend().CountNonFinite(w.Buffer()) != 0 {
+			return false
+		}
+		l.base.Weight.CopyFrom(w)
+	}
 	return true
 }
 
