@@ -85,6 +85,8 @@ merge-rss:
 # The CUDA backend without CUDA: stub libcuda/libcublas (build/cudastub.c)
 # let the -tags cuda build compile, vet, link and run its tests on any
 # machine; the GPU tests skip (no device) and kernels.Default must fall back.
+# The cudaemu tag adds cuda/kernels.cu compiled for the host and runs the
+# conformance suite on it (the kernels' logic and the Go glue, no GPU).
 # Vet covers the packages with cuda-tagged files (the tag changes no other
 # package's sources); build covers everything. When clang or a host C++
 # compiler is present, the committed PTX is also checked against a rebuild.
@@ -99,7 +101,9 @@ cuda-check-build:
 	set -x; \
 	$(GO) vet -tags cuda $$pkgs; \
 	$(GO) build -tags cuda ./...; \
-	$(GO) test -tags cuda $$pkgs
+	$(GO) test -tags cuda $$pkgs; \
+	$(GO) vet -tags 'cuda cudaemu' ./kernels/cuda; \
+	$(GO) test -tags 'cuda cudaemu' -run Emulated ./kernels/cuda
 	@if command -v clang++ >/dev/null; then bash build/ptx.sh --check; \
 	else echo "cuda-check-build: clang++ not installed, committed PTX not re-derived"; \
 		c++ -O1 -std=c++17 -DGMATH_HOST -Icuda cuda/gmath_check.cpp -o $(CUDA_STUB_DIR)/gmath_check && \

@@ -13,6 +13,10 @@ import (
 type args struct {
 	b      []byte
 	fields []field
+	// keep holds the buffers whose addresses were packed: while the args
+	// are alive (until the launch returns) the garbage collector cannot
+	// free their memory under the kernel.
+	keep []*Buffer
 }
 
 // field records one parameter's place in the buffer, for the checks
@@ -43,7 +47,17 @@ func (a *args) put64(v uint64, kind byte) *args {
 	return a
 }
 
-func (a *args) u64(v uint64) *args  { return a.put64(v, 'i') }
+func (a *args) u64(v uint64) *args { return a.put64(v, 'i') }
+
+// buf packs a buffer's device address (0 for nil) and keeps the buffer
+// reachable for as long as the args are.
+func (a *args) buf(b *Buffer) *args {
+	if b == nil {
+		return a.u64(0)
+	}
+	a.keep = append(a.keep, b)
+	return a.u64(b.ptr())
+}
 func (a *args) i32(v int) *args     { return a.put32(uint32(int32(v)), 'i') }
 func (a *args) i64(v int) *args     { return a.put64(uint64(int64(v)), 'i') }
 func (a *args) f32(v float32) *args { return a.put32(math.Float32bits(v), 'f') }

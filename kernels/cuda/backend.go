@@ -135,14 +135,6 @@ func dev(what string, buf kernels.Buffer, n int) *Buffer {
 	return d
 }
 
-// p is the device address of an optional buffer (0 for nil).
-func p(b *Buffer) uint64 {
-	if b == nil {
-		return 0
-	}
-	return b.ptr()
-}
-
 // Alloc returns a zero-filled device buffer of n elements.
 func (b *Backend) Alloc(n int) kernels.Buffer {
 	if n < 0 {
@@ -160,6 +152,7 @@ func (b *Backend) FromHost(src []float32) kernels.Buffer {
 	buf := b.Alloc(len(src)).(*Buffer)
 	if len(src) > 0 {
 		b.d.htod(buf.ptr(), unsafe.Pointer(&src[0]), 4*len(src))
+		runtime.KeepAlive(buf)
 	}
 	return buf
 }
@@ -175,6 +168,7 @@ func (b *Backend) ToHost(dst []float32, src kernels.Buffer) {
 	}
 	if len(dst) > 0 {
 		b.d.dtoh(unsafe.Pointer(&dst[0]), s.ptr(), 4*len(dst))
+		runtime.KeepAlive(s)
 	}
 }
 
@@ -221,6 +215,7 @@ func (b *Backend) Fill(dst kernels.Buffer, v float32) {
 	d := dev("Fill", dst, 0)
 	if d.n > 0 {
 		b.d.memset32(d.ptr(), math.Float32bits(v), d.n)
+		runtime.KeepAlive(d)
 	}
 }
 
@@ -229,6 +224,8 @@ func (b *Backend) Copy(dst, src kernels.Buffer) {
 	s := dev("Copy src", src, 0)
 	d := dev("Copy dst", dst, s.n)
 	b.d.dtod(d.ptr(), s.ptr(), 4*s.n)
+	runtime.KeepAlive(d)
+	runtime.KeepAlive(s)
 }
 
 // StridedCopy gathers a strided view of src contiguously into dst.
@@ -246,7 +243,7 @@ func (b *Backend) StridedCopy(dst, src kernels.Buffer, shape, srcStrides []int) 
 	if len(sh) > maxRank {
 		panic(fmt.Sprintf("cuda: StridedCopy: rank %d after merging axes (max %d)", len(sh), maxRank))
 	}
-	a := new(args).u64(d.ptr()).u64(s.ptr()).nd(sh, st[0], st[0])
+	a := new(args).buf(d).buf(s).nd(sh, st[0], st[0])
 	b.run("k_strided_copy", n, a)
 }
 
@@ -258,13 +255,16 @@ func (b *Backend) Gemm(g *kernels.GemmArgs) {
 	}
 	c := dev("Gemm C", g.C, 0)
 	if g.K == 0 {
-		a := new(args).u64(c.ptr()).i64(batch).i64(g.M).i64(g.N).i64(g.LdC).i64(g.StrideC).f32(g.Beta)
+		a := new(args).buf(c).i64(batch).i64(g.M).i64(g.N).i64(g.LdC).i64(g.StrideC).f32(g.Beta)
 		b.run("k_gemm_beta", batch*g.M*g.N, a)
 		return
 	}
 	ma, mb := dev("Gemm A", g.A, 0), dev("Gemm B", g.B, 0)
 	b.d.gemm(g.TransA, g.TransB, g.M, g.N, g.K, g.Alpha, ma.ptr(), g.LdA, g.StrideA,
 		mb.ptr(), g.LdB, g.StrideB, g.Beta, c.ptr(), g.LdC, g.StrideC, batch)
+	runtime.KeepAlive(ma)
+	runtime.KeepAlive(mb)
+	runtime.KeepAlive(c)
 }
 
 // Inverse inverts batch n x n matrices by Gauss-Jordan elimination with
@@ -283,7 +283,7 @@ func (b *Backend) Inverse(dst, src kernels.Buffer, batch, n int) int {
 	defer b.d.free(work)
 	cnt := b.d.malloc(4)
 	defer b.d.free(cnt)
-	a := new(args).u64(d.ptr()).u64(s.ptr()).i64(batch).i64(n).u64(work).u64(cnt)
+	a := new(args).buf(d).buf(s).i64(batch).i64(n).u64(work).u64(cnt)
 	b.d.launch("k_inverse", blocks, block, a)
 	var singular int32
 	b.d.dtoh(unsafe.Pointer(&singular), cnt, 4)
@@ -295,7 +295,7 @@ func (b *Backend) Unary(op kernels.UnaryOp, dst, src kernels.Buffer) {
 	checkUnary(op)
 	s := dev("Unary src", src, 0)
 	d := dev("Unary dst", dst, s.n)
-	b.run("k_unary", s.n, new(args).i32(int(op)).u64(d.ptr()).u64(s.ptr()).i64(s.n))
+	b.run("k_unary", s.n, new(args).i32(int(op)).buf(d).buf(s).i64(s.n))
 }
 
 // UnaryGrad sets dx[i] = dy[i] * op'(x[i]); y may be nil.
@@ -305,7 +305,7 @@ func (b *Backend) UnaryGrad(op kernels.UnaryOp, dx, dy, x, y kernels.Buffer) {
 	g := dev("UnaryGrad dy", dy, d.n)
 	xs := dev("UnaryGrad x", x, d.n)
 	ys := dev("UnaryGrad y", y, d.n)
-	a := new(args).i32(int(op)).u64(d.ptr()).u64(g.ptr()).u64(xs.ptr()).u64(p(ys)).i64(d.n)
+	a := new(args).i32(int(op)).buf(d).buf(g).buf(xs).buf(ys).i64(d.n)
 	b.run("k_unary_grad", d.n, a)
 }
 
@@ -333,7 +333,7 @@ func (b *Backend) Binary(op kernels.BinaryOp, dst kernels.Buffer, shape []int, x
 	if len(sh) > maxRank {
 		panic(fmt.Sprintf("cuda: Binary: rank %d after merging axes (max %d)", len(sh), maxRank))
 	}
-	a := new(args).i32(int(op)).u64(d.ptr()).u64(xa.ptr()).u64(ya.ptr()).nd(sh, st[0], st[1])
+	a := new(args).i32(int(op)).buf(d).buf(xa).buf(ya).nd(sh, st[0], st[1])
 	b.run("k_binary", n, a)
 }
 
@@ -341,21 +341,21 @@ func (b *Backend) Binary(op kernels.BinaryOp, dst kernels.Buffer, shape []int, x
 func (b *Backend) Affine(dst, src kernels.Buffer, scale, shift float32) {
 	s := dev("Affine src", src, 0)
 	d := dev("Affine dst", dst, s.n)
-	b.run("k_affine", s.n, new(args).u64(d.ptr()).u64(s.ptr()).i64(s.n).f32(scale).f32(shift))
+	b.run("k_affine", s.n, new(args).buf(d).buf(s).i64(s.n).f32(scale).f32(shift))
 }
 
 // Axpy accumulates dst[i] += alpha*src[i].
 func (b *Backend) Axpy(dst, src kernels.Buffer, alpha float32) {
 	s := dev("Axpy src", src, 0)
 	d := dev("Axpy dst", dst, s.n)
-	b.run("k_axpy", s.n, new(args).u64(d.ptr()).u64(s.ptr()).i64(s.n).f32(alpha))
+	b.run("k_axpy", s.n, new(args).buf(d).buf(s).i64(s.n).f32(alpha))
 }
 
 // ClampMask sets dst[i] = 1 where lo <= src[i] <= hi, else 0.
 func (b *Backend) ClampMask(dst, src kernels.Buffer, lo, hi float32) {
 	s := dev("ClampMask src", src, 0)
 	d := dev("ClampMask dst", dst, s.n)
-	b.run("k_clamp_mask", s.n, new(args).u64(d.ptr()).u64(s.ptr()).i64(s.n).f32(lo).f32(hi))
+	b.run("k_clamp_mask", s.n, new(args).buf(d).buf(s).i64(s.n).f32(lo).f32(hi))
 }
 
 // Reduce reduces the middle axis of src viewed as [outer, n, inner].
@@ -365,7 +365,7 @@ func (b *Backend) Reduce(op kernels.ReduceOp, dst, src kernels.Buffer, outer, n,
 	}
 	d := dev("Reduce dst", dst, outer*inner)
 	s := dev("Reduce src", src, outer*n*inner)
-	a := new(args).i32(int(op)).u64(d.ptr()).u64(s.ptr()).i64(outer).i64(n).i64(inner)
+	a := new(args).i32(int(op)).buf(d).buf(s).i64(outer).i64(n).i64(inner)
 	b.run("k_reduce", outer*inner, a)
 }
 
@@ -377,7 +377,7 @@ func (b *Backend) CountNonFinite(src kernels.Buffer) int {
 	}
 	cnt := b.d.malloc(4)
 	defer b.d.free(cnt)
-	b.run("k_count_nonfinite", s.n, new(args).u64(s.ptr()).i64(s.n).u64(cnt))
+	b.run("k_count_nonfinite", s.n, new(args).buf(s).i64(s.n).u64(cnt))
 	var c int32
 	b.d.dtoh(unsafe.Pointer(&c), cnt, 4)
 	return int(c)
@@ -390,7 +390,7 @@ func (b *Backend) Softmax(dst, src kernels.Buffer, rows, cols int, log bool) {
 	if rows*cols == 0 {
 		return
 	}
-	b.d.launch("k_softmax", rowGrid(rows), block, new(args).u64(d.ptr()).u64(s.ptr()).i64(rows).i64(cols).flag(log))
+	b.d.launch("k_softmax", rowGrid(rows), block, new(args).buf(d).buf(s).i64(rows).i64(cols).flag(log))
 }
 
 // SoftmaxGrad writes dx from y = softmax(x) (or log-softmax) and dy.
@@ -401,7 +401,7 @@ func (b *Backend) SoftmaxGrad(dx, dy, y kernels.Buffer, rows, cols int, log bool
 	if rows*cols == 0 {
 		return
 	}
-	a := new(args).u64(d.ptr()).u64(g.ptr()).u64(ys.ptr()).i64(rows).i64(cols).flag(log)
+	a := new(args).buf(d).buf(g).buf(ys).i64(rows).i64(cols).flag(log)
 	b.d.launch("k_softmax_grad", rowGrid(rows), block, a)
 }
 
@@ -415,7 +415,7 @@ func (b *Backend) norm(what string, dst, mean, rstd, src, weight, bias kernels.B
 	if rows == 0 {
 		return
 	}
-	a := new(args).u64(d.ptr()).u64(p(mu)).u64(p(rs)).u64(s.ptr()).u64(p(w)).u64(p(bi)).
+	a := new(args).buf(d).buf(mu).buf(rs).buf(s).buf(w).buf(bi).
 		i64(rows).i64(cols).f32(eps).flag(centre)
 	b.d.launch("k_norm", rowGrid(rows), block, a)
 }
@@ -441,11 +441,11 @@ func (b *Backend) normGrad(what string, dx, dweight, dbias, dy, src, mean, rstd,
 	db := dev(what+" dbias", dbias, cols)
 	d := dev(what+" dx", dx, rows*cols)
 	if d != nil && rows*cols > 0 {
-		a := new(args).u64(d.ptr()).u64(g.ptr()).u64(s.ptr()).u64(p(mu)).u64(rs.ptr()).u64(p(w)).i64(rows).i64(cols)
+		a := new(args).buf(d).buf(g).buf(s).buf(mu).buf(rs).buf(w).i64(rows).i64(cols)
 		b.d.launch("k_norm_grad_dx", rowGrid(rows), block, a)
 	}
 	if (dw != nil || db != nil) && cols > 0 {
-		a := new(args).u64(p(dw)).u64(p(db)).u64(g.ptr()).u64(s.ptr()).u64(p(mu)).u64(p(rs)).i64(rows).i64(cols)
+		a := new(args).buf(dw).buf(db).buf(g).buf(s).buf(mu).buf(rs).i64(rows).i64(cols)
 		b.run("k_norm_grad_w", cols, a)
 	}
 }
@@ -476,7 +476,7 @@ func (b *Backend) Gather(dst, table kernels.Buffer, ids []int32, dim int) {
 	}
 	ip := b.ids(ids)
 	defer b.d.free(ip)
-	b.run("k_gather", len(ids)*dim, new(args).u64(d.ptr()).u64(t.ptr()).u64(ip).i64(len(ids)).i64(dim))
+	b.run("k_gather", len(ids)*dim, new(args).buf(d).buf(t).u64(ip).i64(len(ids)).i64(dim))
 }
 
 // ScatterAdd accumulates row i of src into row ids[i] of table (atomic
@@ -489,7 +489,7 @@ func (b *Backend) ScatterAdd(table, src kernels.Buffer, ids []int32, dim int) {
 	}
 	ip := b.ids(ids)
 	defer b.d.free(ip)
-	b.run("k_scatter_add", len(ids)*dim, new(args).u64(t.ptr()).u64(s.ptr()).u64(ip).i64(len(ids)).i64(dim))
+	b.run("k_scatter_add", len(ids)*dim, new(args).buf(t).buf(s).u64(ip).i64(len(ids)).i64(dim))
 }
 
 // geom appends the kernels' struct Geom.
@@ -507,7 +507,7 @@ func (b *Backend) Im2Col(dst, src kernels.Buffer, g kernels.ConvGeom) {
 	n := g.C * g.KH * g.KW * g.OutH() * g.OutW()
 	d := dev("Im2Col dst", dst, n)
 	s := dev("Im2Col src", src, g.C*g.H*g.W)
-	b.run("k_im2col", n, new(args).u64(d.ptr()).u64(s.ptr()).geom(g))
+	b.run("k_im2col", n, new(args).buf(d).buf(s).geom(g))
 }
 
 // Col2Im accumulates columns back into the image (the adjoint of Im2Col).
@@ -518,7 +518,7 @@ func (b *Backend) Col2Im(dst, src kernels.Buffer, g kernels.ConvGeom) {
 	if g.OutH() <= 0 || g.OutW() <= 0 {
 		return
 	}
-	b.run("k_col2im", n, new(args).u64(d.ptr()).u64(s.ptr()).geom(g))
+	b.run("k_col2im", n, new(args).buf(d).buf(s).geom(g))
 }
 
 // Rope applies rotary embeddings (or their transpose when inverse is set).
@@ -534,7 +534,7 @@ func (b *Backend) Rope(dst, src, cos, sin kernels.Buffer, batch, seq, dim int, i
 	if n == 0 {
 		return
 	}
-	a := new(args).u64(d.ptr()).u64(s.ptr()).u64(c.ptr()).u64(sn.ptr()).i64(batch * seq).i64(seq).i64(dim).flag(inverse)
+	a := new(args).buf(d).buf(s).buf(c).buf(sn).i64(batch * seq).i64(seq).i64(dim).flag(inverse)
 	b.run("k_rope", n, a)
 }
 
@@ -542,14 +542,14 @@ func (b *Backend) Rope(dst, src, cos, sin kernels.Buffer, batch, seq, dim int, i
 // kernels.UniformAt.
 func (b *Backend) Uniform(dst kernels.Buffer, seed, offset uint64, lo, hi float32) {
 	d := dev("Uniform", dst, 0)
-	b.run("k_uniform", d.n, new(args).u64(d.ptr()).i64(d.n).u64(seed).u64(offset).f32(lo).f32(hi))
+	b.run("k_uniform", d.n, new(args).buf(d).i64(d.n).u64(seed).u64(offset).f32(lo).f32(hi))
 }
 
 // Normal fills dst from the Philox stream (seed, offset), as
 // kernels.NormalAt.
 func (b *Backend) Normal(dst kernels.Buffer, seed, offset uint64, mean, std float32) {
 	d := dev("Normal", dst, 0)
-	b.run("k_normal", d.n, new(args).u64(d.ptr()).i64(d.n).u64(seed).u64(offset).f32(mean).f32(std))
+	b.run("k_normal", d.n, new(args).buf(d).i64(d.n).u64(seed).u64(offset).f32(mean).f32(std))
 }
 
 // AdamW performs one fused AdamW step, evaluated in double like the CPU
@@ -566,7 +566,7 @@ func (b *Backend) AdamW(param, grad, m, v kernels.Buffer, a kernels.AdamWArgs) {
 	decay := 1 - lr*float64(a.WeightDecay)
 	bc1 := 1 - math.Pow(b1, float64(a.Step))
 	bc2 := 1 - math.Pow(b2, float64(a.Step))
-	args := new(args).u64(pp.ptr()).u64(g.ptr()).u64(ms.ptr()).u64(vs.ptr()).i64(pp.n).
+	args := new(args).buf(pp).buf(g).buf(ms).buf(vs).i64(pp.n).
 		f64(b1).f64(b2).f64(float64(a.Eps)).f64(decay).f64(lr / bc1).f64(1 / math.Sqrt(bc2))
 	b.run("k_adamw", pp.n, args)
 }

@@ -14,6 +14,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"runtime"
 	"unsafe"
 )
 
@@ -207,6 +208,7 @@ func (d *device) launch(name string, grid, block int, a *args) {
 		panic("cuda: unknown kernel " + name)
 	}
 	check("cuLaunchKernel "+name, C.g_launch(d.ctx, f, C.uint(grid), C.uint(block), unsafe.Pointer(&a.b[0]), C.size_t(len(a.b))))
+	runtime.KeepAlive(a)
 }
 
 // gemm calls cuBLAS on device pointers; see g_gemm in shim.h.

@@ -14,8 +14,11 @@ static inline CUresult g_alloc(CUcontext c, CUdeviceptr *p, size_t bytes) {
 	return cuMemsetD32_v2(*p, 0, bytes / 4);
 }
 
+// g_free waits for the device first: the garbage collector may free a
+// buffer that a kernel launched earlier (asynchronously) still reads.
 static inline CUresult g_free(CUcontext c, CUdeviceptr p) {
 	CUresult r = cuCtxSetCurrent(c);
+	if (!r) r = cuCtxSynchronize();
 	return r ? r : cuMemFree_v2(p);
 }
 
