@@ -86,7 +86,9 @@ merge-rss:
 # let the -tags cuda build compile, vet, link and run its tests on any
 # machine; the GPU tests skip (no device) and kernels.Default must fall back.
 # The cudaemu tag adds cuda/kernels.cu compiled for the host and runs the
-# conformance suite on it (the kernels' logic and the Go glue, no GPU).
+# conformance suite on it (the kernels' logic and the Go glue, no GPU), then
+# the golden suite through it (GOPEFT_BACKEND=cudaemu): no code above the
+# kernels may assume host buffers.
 # Vet covers the packages with cuda-tagged files (the tag changes no other
 # package's sources); build covers everything. When clang or a host C++
 # compiler is present, the committed PTX is also checked against a rebuild.
@@ -103,7 +105,8 @@ cuda-check-build:
 	$(GO) build -tags cuda ./...; \
 	$(GO) test -tags cuda $$pkgs; \
 	$(GO) vet -tags 'cuda cudaemu' ./kernels/cuda; \
-	$(GO) test -tags 'cuda cudaemu' -run Emulated ./kernels/cuda
+	$(GO) test -tags 'cuda cudaemu' -run Emulated ./kernels/cuda; \
+	GOPEFT_BACKEND=cudaemu $(GO) test -tags 'cuda cudaemu' -run Golden ./peft
 	@if command -v clang++ >/dev/null; then bash build/ptx.sh --check; \
 	else echo "cuda-check-build: clang++ not installed, committed PTX not re-derived"; \
 		c++ -O1 -std=c++17 -DGMATH_HOST -Icuda cuda/gmath_check.cpp -o $(CUDA_STUB_DIR)/gmath_check && \

@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"sync"
 	"unsafe"
+
+	"github.com/gopeft/gopeft/kernels"
 )
 
 // emuDriver runs the backend on the CPU: host memory for device memory,
@@ -80,4 +82,15 @@ func (e *emuDriver) gemm(transA, transB bool, m, n, k int, alpha float32, a uint
 	b uint64, ldb, sb int, beta float32, c uint64, ldc, sc, batch int) {
 	var d device // zero context and handle: emu_host.cpp's stand-ins ignore them
 	d.gemm(transA, transB, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch)
+}
+
+// The emulation registers as backend "cudaemu" (never the default: priority
+// below purego), so that GOPEFT_BACKEND=cudaemu runs any test, the golden
+// suite included, through the CUDA backend's code on the CPU.
+func init() {
+	kernels.Register(kernels.Registration{
+		Name:     "cudaemu",
+		Priority: -10,
+		New:      func() (kernels.Backend, error) { return newEmu(), nil },
+	})
 }
