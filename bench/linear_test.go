@@ -19,6 +19,8 @@ var linearShapes = []struct{ Tokens, In, Out int }{
 //
 //	fwd/<shape>/<backend>       y = x W^T + b into a new tensor
 //	gemm/<shape>/<backend>      the forward GEMM alone, into a reused buffer
+//	gemm-bias/<shape>/<backend> fwd without the allocation: the bias copied
+//	                            into a reused buffer, then the GEMM, beta 1
 //	fwdbwd/<shape>/<backend>    forward, then backward for x, W and b
 //	gemm3/<shape>/<backend>     the three GEMMs of fwdbwd (y, dx, dW), bare
 //
@@ -60,6 +62,16 @@ func BenchmarkLinear(b *testing.B) {
 			b.Run("gemm/"+shape+"/"+name, func(b *testing.B) {
 				fwdGemm()
 				timeOps(b, flops, fwdGemm)
+				sync(y)
+			})
+			b.Run("gemm-bias/"+shape+"/"+name, func(b *testing.B) {
+				withBias := func() {
+					be.StridedCopy(y, bias.Buffer(), []int{s.Tokens, s.Out}, []int{0, 1})
+					be.Gemm(&kernels.GemmArgs{TransB: true, M: s.Tokens, N: s.Out, K: s.In, Alpha: 1, Beta: 1,
+						A: x.Buffer(), LdA: s.In, B: w.Buffer(), LdB: s.In, C: y, LdC: s.Out})
+				}
+				withBias()
+				timeOps(b, flops, withBias)
 				sync(y)
 			})
 			b.Run("fwdbwd/"+shape+"/"+name, func(b *testing.B) {
