@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -63,6 +64,9 @@ type device struct {
 	fns    map[string]C.CUfunction
 	blas   C.cublasHandle_t
 	closed bool
+	// blasMu serialises cuBLAS calls on the shared handle (kernel launches
+	// need no lock: they all go to the legacy default stream).
+	blasMu sync.Mutex
 }
 
 // kernelNames are the entry points of kernels.ptx.
@@ -214,6 +218,8 @@ func (d *device) launch(name string, grid, block int, a *args) {
 // gemm calls cuBLAS on device pointers; see g_gemm in shim.h.
 func (d *device) gemm(transA, transB bool, m, n, k int, alpha float32, a uint64, lda, sa int,
 	b uint64, ldb, sb int, beta float32, c uint64, ldc, sc, batch int) {
+	d.blasMu.Lock()
+	defer d.blasMu.Unlock()
 	s := C.g_gemm(d.ctx, d.blas, cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
 		cptr(a), C.int(lda), C.longlong(sa), cptr(b), C.int(ldb), C.longlong(sb), C.float(beta), cptr(c), C.int(ldc), C.longlong(sc), C.int(batch))
 	if s != C.CUBLAS_STATUS_SUCCESS {

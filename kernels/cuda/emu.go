@@ -80,7 +80,7 @@ func (e *emuDriver) launch(name string, grid, block int, a *args) {
 
 func (e *emuDriver) gemm(transA, transB bool, m, n, k int, alpha float32, a uint64, lda, sa int,
 	b uint64, ldb, sb int, beta float32, c uint64, ldc, sc, batch int) {
-	var d device // zero context and handle: emu_host.cpp's stand-ins ignore them
+	d := new(device) // zero context and handle: emu_host.cpp's stand-ins ignore them
 	d.gemm(transA, transB, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch)
 }
 
