@@ -89,9 +89,8 @@ type Config struct {
 	UseDynamicRank bool `json:"use_dynamic_rank"`
 	// SVDThreshold is svd_threshold (default 0.1).
 	SVDThreshold float64 `json:"svd_threshold"`
-	// RandomSeed is random_seed, the torch seed of PEFT's randomized SVD
-	// (default 0). gopeft's SVD is exact and does not use it (see the
-	// package doc).
+	// RandomSeed is random_seed, the torch seed of the randomized SVD that
+	// gives newB (default 0); gopeft draws torch's values from it.
 	RandomSeed int64 `json:"random_seed"`
 }
 

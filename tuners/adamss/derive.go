@@ -26,14 +26,15 @@ type structure struct {
 }
 
 // projectionFromSVD returns newB [q, inp], the first q right singular
-// vectors of the row-major out x inp matrix w (LAPACK's signs, see
-// tuners/internal/svd).
-func projectionFromSVD(w []float32, out, inp, q int) ([]float32, error) {
-	_, _, vt, err := svd.Thin(w, out, inp)
+// vectors of the row-major out x inp matrix w as PEFT's slice_pca computes
+// them: torch.svd_lowrank(w, q, niter=2) after torch.manual_seed(seed)
+// (tuners/internal/svd.LowRank: torch's random draws, float64 arithmetic).
+func projectionFromSVD(w []float32, out, inp, q int, seed int64) ([]float32, error) {
+	_, _, vt, err := svd.LowRank(w, out, inp, q, 2, seed)
 	if err != nil {
 		return nil, err
 	}
-	return vt[:q*inp], nil
+	return vt, nil
 }
 
 // leftVectors returns UU [out, q] = w newB^T with unit columns: the left

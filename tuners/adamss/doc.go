@@ -16,14 +16,14 @@
 //
 // # How gopeft's subspaces are defined, and where they can differ from PEFT's
 //
-//   - newB: PEFT takes it from torch.svd_lowrank(W', q, niter=2) seeded with
-//     random_seed: a randomized approximation of the top-q right singular
-//     vectors, exact (up to signs) only when q = min(out, in'). gopeft takes
-//     the exact top-q right singular vectors (tuners/internal/svd, LAPACK's
-//     signs). A new adapter's newB therefore equals PEFT's up to signs when
-//     q = min(out, in') and is otherwise a (better) approximation of the same
-//     subspace. newB is saved in the adapter file, so a loaded adapter uses
-//     PEFT's exactly.
+//   - newB: PEFT takes it from torch.svd_lowrank(W', q, niter=2) after
+//     torch.manual_seed(random_seed), a randomized approximation of the
+//     top-q right singular vectors. gopeft runs the same algorithm
+//     (tuners/internal/svd.LowRank) with torch's Gaussian draws reproduced
+//     bit for bit, in float64 where torch computes in float32: newB agrees
+//     with PEFT's to rounding, up to the sign of each row (the small SVD at
+//     the end is LAPACK's in both, gesvd here, gesdd in torch). newB is saved
+//     in the adapter file, so a loaded adapter uses PEFT's exactly.
 //   - The clustering: both run K-means on the rows of UU = W' newB^T with
 //     unit columns (for PEFT's randomized SVD U S = W' V holds exactly, so
 //     this is PEFT's U), rounded to float32. gopeft's K-means
@@ -37,9 +37,11 @@
 //     the base weight; blocks that do not fit the result are refused with an
 //     error naming the module.
 //   - A's initial value: PEFT takes the top rank_i right singular vectors of
-//     the subspace's rows of UU, through another randomized SVD and a QR;
-//     gopeft takes them exactly with the sign that makes each row's
-//     largest-|.| entry positive. B starts at zero, so the initial output
+//     the subspace's rows of UU, through another randomized SVD (drawing from
+//     torch's global generator, not seeded) and a QR; gopeft takes them
+//     exactly, with the sign that makes each row's largest-|.| entry
+//     positive. They agree up to signs where rank_i is the subspace's full
+//     rank, and approximately otherwise. B starts at zero, so the initial output
 //     does not depend on it; a trained adapter's output depends on A's
 //     signs only through the saved tensors.
 //

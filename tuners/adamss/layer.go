@@ -83,7 +83,7 @@ func (l *Layer) addAdapter(name string, cfg *Config, rng *nn.RNG, trainable bool
 	inp := l.inp()
 	q := min(cfg.R, l.out, inp)
 	w := l.augmented()
-	nb, err := projectionFromSVD(w, l.out, inp, q)
+	nb, err := projectionFromSVD(w, l.out, inp, q, cfg.RandomSeed)
 	if err != nil {
 		return fmt.Errorf("adapter %q: SVD of the base weight: %w", name, err)
 	}
