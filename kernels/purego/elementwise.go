@@ -258,21 +258,17 @@ func binaryRow(op kernels.BinaryOp, d []float32, do, ds int, a []float32, ao, sa
 	}
 	if ds == 1 && sa == 1 && sb == 0 {
 		dr, ar, y := d[do:do+n], a[ao:ao+n], b[bo]
+		// x+y, x-y and x*y are affine maps that give the same bits on
+		// affine's vector path: x*1 + y, x*1 + -y, x*y + -0.
 		switch op {
 		case kernels.Add:
-			for i := range dr {
-				dr[i] = ar[i] + y
-			}
+			affine(dr, ar, 1, y)
 			return
 		case kernels.Sub:
-			for i := range dr {
-				dr[i] = ar[i] - y
-			}
+			affine(dr, ar, 1, -y)
 			return
 		case kernels.Mul:
-			for i := range dr {
-				dr[i] = ar[i] * y
-			}
+			affine(dr, ar, y, negZero)
 			return
 		case kernels.Div:
 			for i := range dr {

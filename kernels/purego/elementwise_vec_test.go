@@ -37,6 +37,9 @@ func TestElementwiseAsmMatchesGeneric(t *testing.T) {
 			be.Unary(kernels.Neg, d, a)
 		case "square":
 			be.Unary(kernels.Square, d, a)
+		case "addScalar", "subScalar", "mulScalar":
+			op := map[string]kernels.BinaryOp{"addScalar": kernels.Add, "subScalar": kernels.Sub, "mulScalar": kernels.Mul}[name]
+			be.Binary(op, d, []int{n}, a, []int{1}, b, []int{0})
 		case "mulInPlace":
 			be.Binary(kernels.Mul, a, []int{n}, a, []int{1}, b, []int{1})
 			d = a
@@ -51,7 +54,7 @@ func TestElementwiseAsmMatchesGeneric(t *testing.T) {
 		}
 		return d
 	}
-	for _, name := range []string{"axpy", "affine", "add", "sub", "mul", "div", "neg", "square", "mulInPlace"} {
+	for _, name := range []string{"axpy", "affine", "add", "sub", "mul", "div", "neg", "square", "addScalar", "subScalar", "mulScalar", "mulInPlace"} {
 		for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 40, 63, 64, 65, 200} {
 			for _, off := range []int{0, 1, 3} {
 				want, got := run(true, name, n, off), run(false, name, n, off)
