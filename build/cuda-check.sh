@@ -14,7 +14,8 @@
 #     LoRA forward (512 tokens, 4096x4096, r16) vs the base projection
 #
 # and ends with one summary. Logs go to out/cuda-check/. Exit status is
-# non-zero when any check failed. Takes a few minutes.
+# non-zero when any check failed. Takes a few minutes; each step is cut off
+# after STEP_TIMEOUT seconds (default 900). BENCHTIME sets -benchtime (20x).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -33,7 +34,7 @@ step() { # step NAME LOGFILE CMD...: run, record PASS/FAIL
 	local name=$1 log=$2
 	shift 2
 	echo "== $name"
-	if "$@" >"$LOG/$log" 2>&1; then
+	if timeout "${STEP_TIMEOUT:-900}" "$@" >"$LOG/$log" 2>&1; then
 		summary+=("PASS  $name")
 	else
 		summary+=("FAIL  $name (see $LOG/$log)")
