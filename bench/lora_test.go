@@ -18,6 +18,8 @@ import (
 //	base-fwd     the base Linear's forward
 //	fwdbwd       LoRA forward and backward, A and B trainable, base and x
 //	             frozen
+//	fwdbwd-dx    the same with x requiring grad too, as inside a network
+//	             (the layer's input gradient is the base's plus LoRA's)
 //	base-fwd-dx  the base Linear's forward and backward for x only (x
 //	             requires grad, weight and bias frozen): one more GEMM
 //	merge        LoRA merge plus unmerge
@@ -63,6 +65,9 @@ func BenchmarkLoRALayer(b *testing.B) {
 			{name: "fwdbwd", op: func() { layer.Forward(x).BackwardWith(seed) },
 				pre:  func() { layer.SetTrainable("default", true) },
 				post: func() { layer.SetTrainable("default", false) }},
+			{name: "fwdbwd-dx", op: func() { x.ZeroGrad(); layer.Forward(x).BackwardWith(seed) },
+				pre:  func() { layer.SetTrainable("default", true); x.SetRequiresGrad(true) },
+				post: func() { layer.SetTrainable("default", false); x.SetRequiresGrad(false) }},
 			{name: "base-fwd-dx", op: func() { x.ZeroGrad(); base.Forward(x).BackwardWith(seed) },
 				pre: func() {
 					base.Weight.SetRequiresGrad(false)
