@@ -1,20 +1,11 @@
 package loha_test
 
 import (
-	"math/rand/v2"
-	"path/filepath"
-	"slices"
-	"sort"
 	"testing"
 
-	"github.com/gopeft/gopeft/models"
-	"github.com/gopeft/gopeft/models/fixtures"
-	"github.com/gopeft/gopeft/nn"
-	"github.com/gopeft/gopeft/peft"
-	"github.com/gopeft/gopeft/safetensors"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/internal/peftcheck"
 	"github.com/gopeft/gopeft/tuners/loha"
-	lt "github.com/gopeft/gopeft/tuners/lycoris/lycoristest"
 )
 
 // TestSaveLoadRoundTrip adapts the conv and conv1d fixture models through
@@ -37,62 +28,10 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 				"conv1d.hada_t1", "conv1d.hada_t2", "conv1d.hada_w1_a", "conv1d.hada_w1_b", "conv1d.hada_w2_a", "conv1d.hada_w2_b"}},
 	} {
 		t.Run(c.model, func(t *testing.T) {
-			build := func() models.Model {
-				m, err := fixtures.Build(nn.DefaultBackend(), c.model, c.dims, 7)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return m
-			}
 			cfg := loha.NewConfig()
 			cfg.R, cfg.Alpha, cfg.InitWeights, cfg.UseEffectiveConv2d = 2, 3, false, true
 			cfg.TargetModules = tuners.Names(c.targets...)
-			base := build()
-			m, err := peft.New(base, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			in := models.Input{X: lt.Rand(rand.New(rand.NewPCG(1, 2)), 1, c.input...)}
-			want, err := base.Forward(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Training reaches every adapter tensor.
-			nn.SumAll(want).Backward()
-			for _, p := range m.TrainableParameters() {
-				if p.T.Grad() == nil {
-					t.Errorf("%s has no gradient", p.Name)
-				}
-			}
-			dir := t.TempDir()
-			if err := m.Save(dir); err != nil {
-				t.Fatal(err)
-			}
-			f, err := safetensors.Open(filepath.Join(dir, peft.WeightsName))
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys := slices.Clone(f.Names())
-			f.Close()
-			wantKeys := make([]string, len(c.keys))
-			for i, k := range c.keys {
-				wantKeys[i] = "base_model.model." + k
-			}
-			sort.Strings(keys)
-			if !slices.Equal(keys, wantKeys) {
-				t.Fatalf("saved keys %v, want %v", keys, wantKeys)
-			}
-			fresh := build()
-			if _, err := peft.Load(fresh, dir); err != nil {
-				t.Fatal(err)
-			}
-			got, err := fresh.Forward(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got.Data(), want.Data()) {
-				t.Fatal("the reloaded adapter gives other outputs")
-			}
+			peftcheck.FixtureRoundTrip(t, c.model, c.dims, c.input, cfg, c.keys)
 		})
 	}
 }
