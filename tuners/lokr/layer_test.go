@@ -222,33 +222,9 @@ func TestMergeMatchesForward(t *testing.T) {
 			r := rand.New(rand.NewPCG(9, 10))
 			l := wrap(t, r, c, c.config(InitRandom))
 			x := lt.Rand(r, 1, c.input...)
-			want := l.Forward(x).Data()
-			w := l.Base().Params()[0].T
-			before := w.Data()
-			for _, safe := range []bool{false, true} {
-				if err := l.Merge(nil, safe); err != nil {
-					t.Fatal(err)
-				}
-				if err := closeF32("merged", l.Forward(x).Data(), want, 1e-4); err != nil {
-					t.Fatal(err)
-				}
-				if err := l.Unmerge(); err != nil {
-					t.Fatal(err)
-				}
-				if err := closeF32("restored", w.Data(), before, 1e-6); err != nil {
-					t.Fatal(err)
-				}
-			}
+			lt.MergeRoundTrip(t, l, x)
 		})
 	}
-}
-
-func closeF32(what string, got, want []float32, tol float64) error {
-	w := make([]float64, len(want))
-	for i, v := range want {
-		w[i] = float64(v)
-	}
-	return lt.Close(what, got, w, tol, tol)
 }
 
 func TestWrap(t *testing.T) {
