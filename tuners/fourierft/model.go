@@ -2,10 +2,10 @@ package fourierft
 
 import (
 	"fmt"
-	"hash/fnv"
 
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/internal/adapters"
 )
 
 // Prefix is the prefix of FourierFT's parameter names.
@@ -48,18 +48,9 @@ func (Method) Wrap(t tuners.Target) (tuners.Layer, error) {
 		}
 		cfg.FanInFanOut = l.conv1D
 	}
-	rng := nn.NewRNG(seedFor(t.Adapter, t.Path))
+	rng := nn.NewRNG(adapters.SeedFor(t.Adapter, t.Path))
 	if err := l.addAdapter(t.Adapter, cfg.nFrequency(t.Path), cfg, rng, true); err != nil {
 		return nil, fmt.Errorf("fourierft: module %q: %w", t.Path, err)
 	}
 	return l, nil
-}
-
-// seedFor derives a seed from the adapter name and module path (FNV-1a).
-func seedFor(adapter, path string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(adapter))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	return h.Sum64()
 }

@@ -2,11 +2,11 @@ package pvera
 
 import (
 	"fmt"
-	"hash/fnv"
 
 	"github.com/gopeft/gopeft/kernels"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/internal/adapters"
 	"github.com/gopeft/gopeft/tuners/vera"
 )
 
@@ -119,22 +119,13 @@ func (Method) Wrap(t tuners.Target) (tuners.Layer, error) {
 	l, ok := t.Module.(*Layer)
 	if !ok {
 		var err error
-		if l, err = newLayer(t.Module, seedFor("dropout", t.Path)); err != nil {
+		if l, err = newLayer(t.Module, adapters.SeedFor("dropout", t.Path)); err != nil {
 			return nil, fmt.Errorf("pvera: module %q: %w", t.Path, err)
 		}
 		cfg.FanInFanOut = l.conv1D
 	}
-	if err := l.addAdapter(t.Adapter, t.Path, cfg, p, nn.NewRNG(seedFor(t.Adapter, t.Path)), true); err != nil {
+	if err := l.addAdapter(t.Adapter, t.Path, cfg, p, nn.NewRNG(adapters.SeedFor(t.Adapter, t.Path)), true); err != nil {
 		return nil, fmt.Errorf("pvera: module %q: %w", t.Path, err)
 	}
 	return l, nil
-}
-
-// seedFor derives a seed from the adapter name and module path (FNV-1a).
-func seedFor(adapter, path string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(adapter))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	return h.Sum64()
 }

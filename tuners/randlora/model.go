@@ -2,12 +2,12 @@ package randlora
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
 
 	"github.com/gopeft/gopeft/kernels"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/internal/adapters"
 )
 
 // Prefix is the prefix of RandLoRA's parameter names.
@@ -112,22 +112,13 @@ func (Method) Wrap(t tuners.Target) (tuners.Layer, error) {
 	l, ok := t.Module.(*Layer)
 	if !ok {
 		var err error
-		if l, err = newLayer(t.Module, seedFor("dropout", t.Path)); err != nil {
+		if l, err = newLayer(t.Module, adapters.SeedFor("dropout", t.Path)); err != nil {
 			return nil, fmt.Errorf("randlora: module %q: %w", t.Path, err)
 		}
 		cfg.FanInFanOut = l.conv1D
 	}
-	if err := l.addAdapter(t.Adapter, cfg, b, nn.NewRNG(seedFor(t.Adapter, t.Path)), true); err != nil {
+	if err := l.addAdapter(t.Adapter, cfg, b, nn.NewRNG(adapters.SeedFor(t.Adapter, t.Path)), true); err != nil {
 		return nil, fmt.Errorf("randlora: module %q: %w", t.Path, err)
 	}
 	return l, nil
-}
-
-// seedFor derives a seed from the adapter name and module path (FNV-1a).
-func seedFor(adapter, path string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(adapter))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	return h.Sum64()
 }

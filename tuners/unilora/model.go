@@ -2,12 +2,12 @@ package unilora
 
 import (
 	"fmt"
-	"hash/fnv"
 
 	"github.com/gopeft/gopeft/internal/numpyrand"
 	"github.com/gopeft/gopeft/kernels"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/internal/adapters"
 )
 
 // Prefix is the prefix of UniLoRA's parameter names.
@@ -103,7 +103,7 @@ func (Method) Prepare(root nn.Module, c tuners.Config, adapter string, targets [
 	if be == nil {
 		return nil, fmt.Errorf("unilora: no target module is a layer type UniLoRA supports (Linear, GPT-2 Conv1D); check target_modules")
 	}
-	rng := nn.NewRNG(seedFor(adapter, "unilora_theta_d"))
+	rng := nn.NewRNG(adapters.SeedFor(adapter, "unilora_theta_d"))
 	var theta *nn.Tensor
 	if cfg.InitWeights {
 		theta = nn.Uniform(be, rng, -float32(cfg.InitThetaDBound), float32(cfg.InitThetaDBound), cfg.ThetaDLength)
@@ -168,7 +168,7 @@ func (Method) Wrap(t tuners.Target) (tuners.Layer, error) {
 	l, ok := t.Module.(*Layer)
 	if !ok {
 		var err error
-		if l, err = newLayer(t.Module, seedFor("dropout", t.Path)); err != nil {
+		if l, err = newLayer(t.Module, adapters.SeedFor("dropout", t.Path)); err != nil {
 			return nil, fmt.Errorf("unilora: module %q: %w", t.Path, err)
 		}
 		cfg.FanInFanOut = l.conv1D
@@ -177,13 +177,4 @@ func (Method) Wrap(t tuners.Target) (tuners.Layer, error) {
 		return nil, fmt.Errorf("unilora: module %q: %w", t.Path, err)
 	}
 	return l, nil
-}
-
-// seedFor derives a seed from the adapter name and module path (FNV-1a).
-func seedFor(adapter, path string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(adapter))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	return h.Sum64()
 }

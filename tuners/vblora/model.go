@@ -2,11 +2,11 @@ package vblora
 
 import (
 	"fmt"
-	"hash/fnv"
 
 	"github.com/gopeft/gopeft/kernels"
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/internal/adapters"
 )
 
 // Prefix is the prefix of VB-LoRA's parameter names.
@@ -64,7 +64,7 @@ func (Method) Prepare(root nn.Module, c tuners.Config, adapter string, targets [
 		return nil, fmt.Errorf("vblora: no target module is a layer type VB-LoRA supports (Linear, GPT-2 Conv1D); check target_modules")
 	}
 	b := float32(cfg.InitVectorBankBound)
-	bank := nn.Uniform(be, nn.NewRNG(seedFor(adapter, "vblora_vector_bank")), -b, b, cfg.NumVectors, cfg.VectorLength)
+	bank := nn.Uniform(be, nn.NewRNG(adapters.SeedFor(adapter, "vblora_vector_bank")), -b, b, cfg.NumVectors, cfg.VectorLength)
 	bank.SetRequiresGrad(true)
 	return &tuners.Shared{Params: []nn.Param{{Name: "vblora_vector_bank", T: bank}}, State: &Bank{T: bank}}, nil
 }
@@ -88,22 +88,13 @@ func (Method) Wrap(t tuners.Target) (tuners.Layer, error) {
 	l, ok := t.Module.(*Layer)
 	if !ok {
 		var err error
-		if l, err = newLayer(t.Module, seedFor("dropout", t.Path)); err != nil {
+		if l, err = newLayer(t.Module, adapters.SeedFor("dropout", t.Path)); err != nil {
 			return nil, fmt.Errorf("vblora: module %q: %w", t.Path, err)
 		}
 		cfg.FanInFanOut = l.conv1D
 	}
-	if err := l.addAdapter(t.Adapter, cfg, b, nn.NewRNG(seedFor(t.Adapter, t.Path)), true); err != nil {
+	if err := l.addAdapter(t.Adapter, cfg, b, nn.NewRNG(adapters.SeedFor(t.Adapter, t.Path)), true); err != nil {
 		return nil, fmt.Errorf("vblora: module %q: %w", t.Path, err)
 	}
 	return l, nil
-}
-
-// seedFor derives a seed from the adapter name and a path (FNV-1a).
-func seedFor(adapter, path string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(adapter))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	return h.Sum64()
 }

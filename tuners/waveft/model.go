@@ -2,11 +2,11 @@ package waveft
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
 
 	"github.com/gopeft/gopeft/nn"
 	"github.com/gopeft/gopeft/tuners"
+	"github.com/gopeft/gopeft/tuners/internal/adapters"
 )
 
 // Prefix is the prefix of WaveFT's parameter names.
@@ -105,17 +105,8 @@ func (Method) Wrap(t tuners.Target) (tuners.Layer, error) {
 		}
 		cfg.FanInFanOut = l.conv1D
 	}
-	if err := l.addAdapter(t.Adapter, n, cfg, nn.NewRNG(seedFor(t.Adapter, t.Path))); err != nil {
+	if err := l.addAdapter(t.Adapter, n, cfg, nn.NewRNG(adapters.SeedFor(t.Adapter, t.Path))); err != nil {
 		return nil, fmt.Errorf("waveft: module %q: %w", t.Path, err)
 	}
 	return l, nil
-}
-
-// seedFor derives a seed from the adapter name and module path (FNV-1a).
-func seedFor(adapter, path string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(adapter))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	return h.Sum64()
 }
