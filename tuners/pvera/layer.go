@@ -250,12 +250,7 @@ func (l *Layer) Method() string { return PeftType }
 
 // SetTrainable makes adapter's lambda vectors require gradients or not;
 // the shared projections stay frozen.
-func (l *Layer) SetTrainable(adapter string, on bool) {
-	if a, ok := l.Get(adapter); ok {
-		a.lambdaB.SetRequiresGrad(on)
-		a.lambdaD.SetRequiresGrad(on)
-	}
-}
+func (l *Layer) SetTrainable(adapter string, on bool) { saved.SetTrainable(&l.Set, adapter, on) }
 
 // Delete removes an adapter. It fails if the layer does not hold it or
 // holds it merged. Not safe for concurrent use.
@@ -269,25 +264,17 @@ func (l *Layer) Delete(name string) error {
 // AdapterParams returns adapter's tensors under their saved names
 // "pvera_lambda_b" and "pvera_lambda_d", or nil if the layer does not hold
 // it.
-func (l *Layer) AdapterParams(adapter string) []nn.Param {
-	a, ok := l.Get(adapter)
-	if !ok {
-		return nil
-	}
-	return []nn.Param{{Name: "pvera_lambda_b", T: a.lambdaB}, {Name: "pvera_lambda_d", T: a.lambdaD}}
+func (l *Layer) AdapterParams(adapter string) []nn.Param { return saved.Params(&l.Set, adapter) }
+
+// saved lists the adapter tensors the layer saves, under their PEFT names.
+var saved = adapters.Saved[*adapter]{
+	Names:   []string{"pvera_lambda_b", "pvera_lambda_d"},
+	Tensors: func(a *adapter) []*nn.Tensor { return []*nn.Tensor{a.lambdaB, a.lambdaD} },
 }
 
 // Children lists "base_layer" and the pvera_lambda_b / pvera_lambda_d
 // containers (one parameter per adapter).
-func (l *Layer) Children() []nn.Child {
-	b, d := &adapters.ParamDict{}, &adapters.ParamDict{}
-	for _, n := range l.Adapters() {
-		a, _ := l.Get(n)
-		b.Entries = append(b.Entries, nn.Param{Name: n, T: a.lambdaB})
-		d.Entries = append(d.Entries, nn.Param{Name: n, T: a.lambdaD})
-	}
-	return []nn.Child{{Name: "base_layer", Module: l.base}, {Name: "pvera_lambda_b", Module: b}, {Name: "pvera_lambda_d", Module: d}}
-}
+func (l *Layer) Children() []nn.Child { return saved.Children(&l.Set, l.base) }
 
 // Params returns nil: the layer's tensors live in its children.
 func (l *Layer) Params() []nn.Param { return nil }

@@ -182,12 +182,7 @@ func (l *Layer) Base() nn.Module { return l.base }
 func (l *Layer) Method() string { return PeftType }
 
 // SetTrainable makes adapter's lambda and gamma require gradients or not.
-func (l *Layer) SetTrainable(adapter string, on bool) {
-	if a, ok := l.Get(adapter); ok {
-		a.lambda.SetRequiresGrad(on)
-		a.gamma.SetRequiresGrad(on)
-	}
-}
+func (l *Layer) SetTrainable(adapter string, on bool) { saved.SetTrainable(&l.Set, adapter, on) }
 
 // Delete removes an adapter. It fails if the layer does not hold it or
 // holds it merged. Not safe for concurrent use.
@@ -201,25 +196,17 @@ func (l *Layer) Delete(name string) error {
 // AdapterParams returns adapter's tensors under their saved names
 // "randlora_lambda" and "randlora_gamma", or nil if the layer does not
 // hold it.
-func (l *Layer) AdapterParams(adapter string) []nn.Param {
-	a, ok := l.Get(adapter)
-	if !ok {
-		return nil
-	}
-	return []nn.Param{{Name: "randlora_lambda", T: a.lambda}, {Name: "randlora_gamma", T: a.gamma}}
+func (l *Layer) AdapterParams(adapter string) []nn.Param { return saved.Params(&l.Set, adapter) }
+
+// saved lists the adapter tensors the layer saves, under their PEFT names.
+var saved = adapters.Saved[*adapter]{
+	Names:   []string{"randlora_lambda", "randlora_gamma"},
+	Tensors: func(a *adapter) []*nn.Tensor { return []*nn.Tensor{a.lambda, a.gamma} },
 }
 
 // Children lists "base_layer" and the randlora_lambda and randlora_gamma
 // containers (PEFT's ParameterDicts).
-func (l *Layer) Children() []nn.Child {
-	dl, dg := &adapters.ParamDict{}, &adapters.ParamDict{}
-	for _, n := range l.Adapters() {
-		a, _ := l.Get(n)
-		dl.Entries = append(dl.Entries, nn.Param{Name: n, T: a.lambda})
-		dg.Entries = append(dg.Entries, nn.Param{Name: n, T: a.gamma})
-	}
-	return []nn.Child{{Name: "base_layer", Module: l.base}, {Name: "randlora_lambda", Module: dl}, {Name: "randlora_gamma", Module: dg}}
-}
+func (l *Layer) Children() []nn.Child { return saved.Children(&l.Set, l.base) }
 
 // Params returns nil: the layer's tensors live in its children.
 func (l *Layer) Params() []nn.Param { return nil }

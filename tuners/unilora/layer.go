@@ -208,17 +208,15 @@ func (l *Layer) AdapterParams(adapter string) []nn.Param {
 	return []nn.Param{{Name: "unilora_scales_A", T: a.scalesA}, {Name: "unilora_scales_B", T: a.scalesB}}
 }
 
+// saved lists the adapter tensors the layer saves, under their PEFT names.
+var saved = adapters.Saved[*adapter]{
+	Names:   []string{"unilora_scales_A", "unilora_scales_B"},
+	Tensors: func(a *adapter) []*nn.Tensor { return []*nn.Tensor{a.scalesA, a.scalesB} },
+}
+
 // Children lists "base_layer" and the unilora_scales_A / unilora_scales_B
 // buffers.
-func (l *Layer) Children() []nn.Child {
-	sa, sb := &adapters.ParamDict{}, &adapters.ParamDict{}
-	for _, n := range l.Adapters() {
-		a, _ := l.Get(n)
-		sa.Entries = append(sa.Entries, nn.Param{Name: n, T: a.scalesA})
-		sb.Entries = append(sb.Entries, nn.Param{Name: n, T: a.scalesB})
-	}
-	return []nn.Child{{Name: "base_layer", Module: l.base}, {Name: "unilora_scales_A", Module: sa}, {Name: "unilora_scales_B", Module: sb}}
-}
+func (l *Layer) Children() []nn.Child { return saved.Children(&l.Set, l.base) }
 
 // Params returns nil: the layer's tensors live in its children.
 func (l *Layer) Params() []nn.Param { return nil }

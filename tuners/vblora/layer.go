@@ -198,12 +198,7 @@ func (l *Layer) Method() string { return PeftType }
 
 // SetTrainable makes adapter's logits require gradients or not (the
 // shared bank is handled by the peft package as a method-level tensor).
-func (l *Layer) SetTrainable(adapter string, on bool) {
-	if a, ok := l.Get(adapter); ok {
-		a.logitsA.SetRequiresGrad(on)
-		a.logitsB.SetRequiresGrad(on)
-	}
-}
+func (l *Layer) SetTrainable(adapter string, on bool) { saved.SetTrainable(&l.Set, adapter, on) }
 
 // Delete removes an adapter. It fails if the layer does not hold it or
 // holds it merged. Not safe for concurrent use.
@@ -217,25 +212,17 @@ func (l *Layer) Delete(name string) error {
 // AdapterParams returns adapter's tensors under their saved names
 // "vblora_logits_A" and "vblora_logits_B", or nil if the layer does not
 // hold it.
-func (l *Layer) AdapterParams(adapter string) []nn.Param {
-	a, ok := l.Get(adapter)
-	if !ok {
-		return nil
-	}
-	return []nn.Param{{Name: "vblora_logits_A", T: a.logitsA}, {Name: "vblora_logits_B", T: a.logitsB}}
+func (l *Layer) AdapterParams(adapter string) []nn.Param { return saved.Params(&l.Set, adapter) }
+
+// saved lists the adapter tensors the layer saves, under their PEFT names.
+var saved = adapters.Saved[*adapter]{
+	Names:   []string{"vblora_logits_A", "vblora_logits_B"},
+	Tensors: func(a *adapter) []*nn.Tensor { return []*nn.Tensor{a.logitsA, a.logitsB} },
 }
 
 // Children lists "base_layer" and the vblora_logits_A / vblora_logits_B
 // containers (one parameter per adapter).
-func (l *Layer) Children() []nn.Child {
-	la, lb := &adapters.ParamDict{}, &adapters.ParamDict{}
-	for _, n := range l.Adapters() {
-		a, _ := l.Get(n)
-		la.Entries = append(la.Entries, nn.Param{Name: n, T: a.logitsA})
-		lb.Entries = append(lb.Entries, nn.Param{Name: n, T: a.logitsB})
-	}
-	return []nn.Child{{Name: "base_layer", Module: l.base}, {Name: "vblora_logits_A", Module: la}, {Name: "vblora_logits_B", Module: lb}}
-}
+func (l *Layer) Children() []nn.Child { return saved.Children(&l.Set, l.base) }
 
 // Params returns nil: the layer's tensors live in its children.
 func (l *Layer) Params() []nn.Param { return nil }

@@ -262,11 +262,7 @@ func (l *Layer) Base() nn.Module { return l.base }
 func (l *Layer) Method() string { return PeftType }
 
 // SetTrainable makes adapter's spectrum require gradients or not.
-func (l *Layer) SetTrainable(adapter string, on bool) {
-	if a, ok := l.Get(adapter); ok {
-		a.spectrum.SetRequiresGrad(on)
-	}
-}
+func (l *Layer) SetTrainable(adapter string, on bool) { saved.SetTrainable(&l.Set, adapter, on) }
 
 // Delete removes an adapter. It fails if the layer does not hold it or
 // holds it merged. Not safe for concurrent use.
@@ -279,23 +275,16 @@ func (l *Layer) Delete(name string) error {
 
 // AdapterParams returns adapter's spectrum under its saved name
 // "waveft_spectrum", or nil if the layer does not hold it.
-func (l *Layer) AdapterParams(adapter string) []nn.Param {
-	a, ok := l.Get(adapter)
-	if !ok {
-		return nil
-	}
-	return []nn.Param{{Name: "waveft_spectrum", T: a.spectrum}}
+func (l *Layer) AdapterParams(adapter string) []nn.Param { return saved.Params(&l.Set, adapter) }
+
+// saved lists the adapter tensors the layer saves, under their PEFT names.
+var saved = adapters.Saved[*adapter]{
+	Names:   []string{"waveft_spectrum"},
+	Tensors: func(a *adapter) []*nn.Tensor { return []*nn.Tensor{a.spectrum} },
 }
 
 // Children lists "base_layer" and the waveft_spectrum container.
-func (l *Layer) Children() []nn.Child {
-	s := &adapters.ParamDict{}
-	for _, n := range l.Adapters() {
-		a, _ := l.Get(n)
-		s.Entries = append(s.Entries, nn.Param{Name: n, T: a.spectrum})
-	}
-	return []nn.Child{{Name: "base_layer", Module: l.base}, {Name: "waveft_spectrum", Module: s}}
-}
+func (l *Layer) Children() []nn.Child { return saved.Children(&l.Set, l.base) }
 
 // Params returns nil: the layer's tensors live in its children.
 func (l *Layer) Params() []nn.Param { return nil }
