@@ -170,23 +170,13 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 // is checked for NaN/Inf before it replaces the base weight. Not safe for
 // concurrent use.
 func (l *Layer) Merge(names []string, safe bool) error {
-	for _, name := range l.ToMerge(names) {
-		a, _ := l.Get(name)
-		if !l.addDelta(a, 1, safe) {
-			return fmt.Errorf("vblora: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
-		}
-		l.MarkMerged(name)
-	}
-	return nil
+	return l.MergeWith("vblora", names, safe, l.addDelta)
 }
 
 // Unmerge subtracts every merged adapter again, the last merged first.
 // Not safe for concurrent use.
 func (l *Layer) Unmerge() error {
-	for l.AnyMerged() {
-		_, a := l.PopMerged()
-		l.addDelta(a, -1, false)
-	}
+	l.UnmergeWith(l.addDelta)
 	return nil
 }
 

@@ -218,23 +218,13 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 // place; adapters already merged are skipped. With safe, the merged weight
 // is checked for NaN/Inf first. Not safe for concurrent use.
 func (l *Layer) Merge(names []string, safe bool) error {
-	for _, name := range l.ToMerge(names) {
-		a, _ := l.Get(name)
-		if !l.addDelta(a, 1, safe) {
-			return fmt.Errorf("waveft: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
-		}
-		l.MarkMerged(name)
-	}
-	return nil
+	return l.MergeWith("waveft", names, safe, l.addDelta)
 }
 
 // Unmerge subtracts every merged adapter again, the last merged first.
 // Not safe for concurrent use.
 func (l *Layer) Unmerge() error {
-	for l.AnyMerged() {
-		_, a := l.PopMerged()
-		l.addDelta(a, -1, false)
-	}
+	l.UnmergeWith(l.addDelta)
 	return nil
 }
 
