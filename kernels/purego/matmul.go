@@ -7,8 +7,10 @@ import (
 )
 
 // smallGemm is the work (multiply-adds) of one product below which a batch is
-// split across goroutines by batch entry rather than inside each product.
-const smallGemm = 1 << 18
+// split across goroutines by batch entry rather than inside each product: the
+// same threshold below which sgemm itself stays on one goroutine, so batched
+// products in between (attention heads) still use every core.
+const smallGemm = gemmParallelWork
 
 // extent is the number of elements a rows x cols matrix with leading
 // dimension ld spans.
