@@ -8,10 +8,9 @@ import (
 
 // Merger is the part of an adapted layer that MergeRoundTrip exercises.
 type Merger interface {
+	Mergeable
 	Forward(x *nn.Tensor) *nn.Tensor
 	Base() nn.Module
-	Merge(names []string, safe bool) error
-	Unmerge() error
 }
 
 // MergeRoundTrip merges every adapter of l into its base weight (first
