@@ -151,27 +151,21 @@ func (l *Layer) DeltaWeight(name string) (*nn.Tensor, error) {
 // weight in place, one GEMM each. With safe, nothing changes when the
 // result holds NaN or Inf. Not safe for concurrent use.
 func (l *Layer) Merge(names []string, safe bool) error {
-	for _, name := range l.ToMerge(names) {
-		a, _ := l.Get(name)
-		p, q, tp, tq := l.mergeFactors(a)
-		if !adapters.MergeProduct(l.weight, p, q, tp, tq, a.scaling, safe) {
-			return fmt.Errorf("randlora: adapter %q: merged weights contain NaN or Inf; the adapter seems broken, nothing was merged", name)
-		}
-		l.MarkMerged(name)
-	}
-	return nil
+	return l.MergeWith("randlora", names, safe, l.addDelta)
+}
+
+// addDelta adds sign * delta to the base weight in place with one GEMM
+// (see adapters.MergeProduct); false means safe found NaN/Inf and left
+// the weight alone.
+func (l *Layer) addDelta(a *adapter, sign float32, safe bool) bool {
+	p, q, tp, tq := l.mergeFactors(a)
+	return adapters.MergeProduct(l.weight, p, q, tp, tq, sign*a.scaling, safe)
 }
 
 // Unmerge subtracts every merged adapter's update, the last merged first.
 // Not safe for concurrent use.
 func (l *Layer) Unmerge() error {
-	for l.AnyMerged() {
-		merged := l.Merged()
-		a, _ := l.Get(merged[len(merged)-1])
-		p, q, tp, tq := l.mergeFactors(a)
-		adapters.AddProduct(l.weight, p, q, tp, tq, -a.scaling)
-		l.PopMerged()
-	}
+	l.UnmergeWith(l.addDelta)
 	return nil
 }
 
