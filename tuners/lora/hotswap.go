@@ -2,6 +2,7 @@ package lora
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -59,7 +60,9 @@ func (c *core) CheckHotSwap(name string, params map[string]HostTensor) error {
 	for _, p := range c.AdapterParams(name) {
 		live[p.Name] = p.T
 	}
-	for frag, h := range params {
+	// Sorted, so that the first bad tensor reported is the same every run.
+	for _, frag := range slices.Sorted(maps.Keys(params)) {
+		h := params[frag]
 		t, ok := live[frag]
 		if !ok {
 			return fmt.Errorf("%s: adapter %q has no such tensor here", frag, name)
