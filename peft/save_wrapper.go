@@ -80,7 +80,7 @@ func (s *savedModule) add(adapter string) error {
 	if s.copies.get(adapter) != nil {
 		return nil
 	}
-	c, err := cloneModule(s.original)
+	c, err := nn.CloneModule(s.original)
 	if err != nil {
 		return err
 	}
@@ -141,54 +141,6 @@ func (d *moduleDict) SetChild(name string, m nn.Module) error {
 }
 
 // Cloner is implemented by modules that can deep-copy themselves (new
-// tensors, same values). modules_to_save needs it for module types the peft
-// package does not know.
-type Cloner interface {
-	CloneModule() nn.Module
-}
-
-// cloneTensor copies t into a new leaf tensor on the same backend.
-func cloneTensor(t *nn.Tensor) *nn.Tensor {
-	if t == nil {
-		return nil
-	}
-	return t.Detach().Clone()
-}
-
-// cloneModule deep-copies the modules of nn that modules_to_save usually
-// names (linear, embedding, conv and norm layers), or any Cloner.
-func cloneModule(m nn.Module) (nn.Module, error) {
-	switch v := m.(type) {
-	case Cloner:
-		return v.CloneModule(), nil
-	case *nn.Linear:
-		c := *v
-		c.Weight, c.Bias = cloneTensor(v.Weight), cloneTensor(v.Bias)
-		return &c, nil
-	case *nn.Conv1D:
-		c := *v
-		c.Weight, c.Bias = cloneTensor(v.Weight), cloneTensor(v.Bias)
-		return &c, nil
-	case *nn.Embedding:
-		c := *v
-		c.Weight = cloneTensor(v.Weight)
-		return &c, nil
-	case *nn.Conv1d:
-		c := *v
-		c.Weight, c.Bias = cloneTensor(v.Weight), cloneTensor(v.Bias)
-		return &c, nil
-	case *nn.Conv2d:
-		c := *v
-		c.Weight, c.Bias = cloneTensor(v.Weight), cloneTensor(v.Bias)
-		return &c, nil
-	case *nn.LayerNorm:
-		c := *v
-		c.Weight, c.Bias = cloneTensor(v.Weight), cloneTensor(v.Bias)
-		return &c, nil
-	case *nn.RMSNorm:
-		c := *v
-		c.Weight = cloneTensor(v.Weight)
-		return &c, nil
-	}
-	return nil, fmt.Errorf("peft: modules_to_save cannot copy a module of type %T (implement peft.Cloner)", m)
-}
+// tensors, same values). modules_to_save needs it for module types that
+// nn.CloneModule does not know. It is nn.Cloner.
+type Cloner = nn.Cloner

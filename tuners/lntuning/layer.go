@@ -8,61 +8,9 @@ import (
 	"github.com/gopeft/gopeft/tuners"
 )
 
-// cloner is implemented by modules that deep-copy themselves (the same
-// method as peft.Cloner).
-type cloner interface {
-	CloneModule() nn.Module
-}
-
 // lookuper is the call interface of embedding modules (models.Embedder).
 type lookuper interface {
 	LookupChecked(ids []int32, shape ...int) (*nn.Tensor, error)
-}
-
-func cloneTensor(t *nn.Tensor) *nn.Tensor {
-	if t == nil {
-		return nil
-	}
-	return t.Detach().Clone()
-}
-
-// cloneModule deep-copies m: new tensors with the same values. It knows the
-// norm, linear, convolution and embedding modules of nn, and any module with
-// a CloneModule method.
-func cloneModule(m nn.Module) (nn.Module, error) {
-	switch v := m.(type) {
-	case cloner:
-		return v.CloneModule(), nil
-	case *nn.LayerNorm:
-		c := *v
-		c.Weight, c.Bias = cloneTensor(v.Weight), cloneTensor(v.Bias)
-		return &c, nil
-	case *nn.RMSNorm:
-		c := *v
-		c.Weight = cloneTensor(v.Weight)
-		return &c, nil
-	case *nn.Linear:
-		c := *v
-		c.Weight, c.Bias = cloneTensor(v.Weight), cloneTensor(v.Bias)
-		return &c, nil
-	case *nn.Conv1D:
-		c := *v
-		c.Weight, c.Bias = cloneTensor(v.Weight), cloneTensor(v.Bias)
-		return &c, nil
-	case *nn.Conv1d:
-		c := *v
-		c.Weight, c.Bias = cloneTensor(v.Weight), cloneTensor(v.Bias)
-		return &c, nil
-	case *nn.Conv2d:
-		c := *v
-		c.Weight, c.Bias = cloneTensor(v.Weight), cloneTensor(v.Bias)
-		return &c, nil
-	case *nn.Embedding:
-		c := *v
-		c.Weight = cloneTensor(v.Weight)
-		return &c, nil
-	}
-	return nil, fmt.Errorf("lntuning: cannot copy a module of type %T (LayerNorm, RMSNorm, Linear, convolutions, Embedding, or a module with a CloneModule method)", m)
 }
 
 // Layer is a module of the base model (typically a LayerNorm or RMSNorm)
@@ -108,7 +56,7 @@ func (l *Layer) addAdapter(name string, trainable bool) error {
 	if _, ok := l.copies[name]; ok {
 		return fmt.Errorf("lntuning: adapter %q already exists on this layer", name)
 	}
-	c, err := cloneModule(l.base)
+	c, err := nn.CloneModule(l.base)
 	if err != nil {
 		return err
 	}
